@@ -1,0 +1,551 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/xen/clone`: consumes the ring into a [`Tracker`] and serves it to one daemon.
+
+use crate::abi::XenCloneEntry;
+use crate::abi::{
+    XenCloneComplete, XenCloneCounters, XenCloneInfo, XEN_CLONE_ABI_VERSION,
+    XEN_CLONE_ENTRY_REDELIVERED, XEN_CLONE_INFO_SIMULATED, XEN_CLONE_IOC_COMPLETE,
+    XEN_CLONE_IOC_INFO,
+};
+use crate::ffi::{self, ModuleRef, RingMem, POLL_READABLE};
+use crate::hv::{Backend, Hypervisor};
+use crate::ring::{check_entries_num, Consumer};
+use crate::tracker::Tracker;
+use core::mem::size_of;
+use kernel::{
+    fmt,
+    fs::{file::flags::O_NONBLOCK, File},
+    new_mutex, new_poll_condvar,
+    prelude::*,
+    seq_file::SeqFile,
+    seq_print,
+    sync::{
+        poll::{PollCondVar, PollTable},
+        Arc, Mutex,
+    },
+    time::{Instant, Monotonic},
+    uaccess::{UserPtr, UserSlice, UserSliceWriter},
+};
+
+/// Passes of a drain before yielding (each pass re-reads `prod_idx`).
+const DRAIN_PASSES: u32 = 64;
+
+/// Static configuration (module parameters).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Config {
+    /// Ring size in pages.
+    pub(crate) ring_pages: u32,
+    /// Flags for `CLONEOP_enable`.
+    pub(crate) enable_flags: u64,
+    /// Seconds without an opener before pending entries are auto-completed (0 = never).
+    pub(crate) orphan_timeout_s: u32,
+}
+
+struct State {
+    /// `None` until the hypervisor accepted the ring.
+    consumer: Option<Consumer>,
+    tracker: Tracker,
+    counters: XenCloneCounters,
+    /// A file is open (exclusive).
+    open: bool,
+    /// Held while entries are pending, so that the module cannot be unloaded.
+    module_ref: Option<ModuleRef>,
+    /// Corruption was reported (reset when the ring is consistent again).
+    corrupt_reported: bool,
+    /// The tracker-full condition was reported.
+    full_reported: bool,
+    /// Teardown started: no more hypervisor calls from files or work items.
+    stopped: bool,
+}
+
+/// The device: the consumer side of the ring and its userspace interface.
+///
+/// # Invariants
+///
+/// - `state.consumer` is `Some` once the hypervisor accepted `ring` ([`Device::enable`]); its
+///   `cons` equals `state.tracker.next()`: every consumed entry is tracked until completed.
+/// - Unless `state.stopped`, `state.module_ref` is `Some` exactly while the tracker is not idle,
+///   so the module cannot be unloaded while a parent waits for a completion.
+/// - `readers` is notified whenever entries become deliverable.
+#[pin_data]
+pub(crate) struct Device {
+    hv: Backend,
+    ring: Arc<RingMem>,
+    cfg: Config,
+    epoch: Instant<Monotonic>,
+    #[pin]
+    state: Mutex<State>,
+    #[pin]
+    readers: PollCondVar,
+}
+
+impl Device {
+    /// A device for `ring` (not yet enabled); allocates all its bookkeeping up front, so that
+    /// nothing can fail for lack of memory once the hypervisor writes the ring.
+    pub(crate) fn new(hv: Backend, ring: Arc<RingMem>, cfg: Config) -> Result<Arc<Self>> {
+        // Twice the ring: entries consumed but not completed leave the ring.
+        let tracker = Tracker::new(2 * crate::ring::entries_for_pages(cfg.ring_pages), 0)?;
+        Arc::pin_init(
+            pin_init!(Self {
+                hv,
+                ring,
+                cfg,
+                epoch: Instant::now(),
+                state <- new_mutex!(State {
+                    consumer: None,
+                    tracker,
+                    counters: XenCloneCounters::default(),
+                    open: false,
+                    module_ref: None,
+                    corrupt_reported: false,
+                    full_reported: false,
+                    stopped: false,
+                }),
+                readers <- new_poll_condvar!("xen_clone_dev::readers"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The hypervisor backend.
+    pub(crate) fn hv(&self) -> &Backend {
+        &self.hv
+    }
+
+    /// The ring memory.
+    pub(crate) fn ring(&self) -> &Arc<RingMem> {
+        &self.ring
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(0)
+    }
+
+    /// `CLONEOP_enable`, then checks `entries_num` and starts consuming at `cons_idx`.
+    ///
+    /// On error the ring is not enabled, except for `EPROTO` (bad `entries_num`), after which
+    /// the caller must disable.
+    pub(crate) fn enable(&self) -> Result<u64> {
+        self.hv.enable(&self.ring, self.cfg.enable_flags)?;
+        let n = self.ring.entries_num();
+        check_entries_num(&self.ring, n)?;
+        let cons = self.ring.cons();
+        let mut g = self.state.lock();
+        if g.tracker.capacity() < n {
+            return Err(EPROTO);
+        }
+        g.tracker = Tracker::new(g.tracker.capacity(), cons)?;
+        g.consumer = Some(Consumer::new(&self.ring, n, cons)?);
+        Ok(n)
+    }
+
+    /// Drains the ring until it is empty (called on every VIRQ, after enable and on open).
+    pub(crate) fn drain(&self) {
+        let mut g = self.state.lock();
+        if g.stopped {
+            return;
+        }
+        let new = self.drain_locked(&mut g);
+        self.update_module_ref(&mut g);
+        if new > 0 {
+            self.readers.notify_all();
+            if !g.open {
+                self.arm_orphan_check(&mut g);
+            }
+        }
+    }
+
+    fn drain_locked(&self, g: &mut State) -> u64 {
+        let now = self.now_ms();
+        let mut new = 0;
+        loop {
+            let State {
+                consumer,
+                tracker,
+                counters,
+                corrupt_reported,
+                full_reported,
+                ..
+            } = g;
+            let Some(consumer) = consumer.as_mut() else {
+                return new;
+            };
+            let pass = consumer.drain(&self.ring, DRAIN_PASSES, |idx, e| tracker.push(idx, e, now));
+            counters.notifications += pass.consumed;
+            new += pass.consumed;
+            if pass.was_full {
+                counters.ring_full += 1;
+            }
+            if let Some((prod, cons)) = pass.corrupt {
+                counters.ring_corruptions += 1;
+                if !*corrupt_reported {
+                    pr_err!(
+                        "ring corrupted: prod_idx {} - cons_idx {} > entries_num {}; not consuming\n",
+                        prod,
+                        cons,
+                        consumer.entries_num()
+                    );
+                    *corrupt_reported = true;
+                }
+                return new;
+            }
+            *corrupt_reported = false;
+            if pass.sink_full {
+                if !*full_reported {
+                    pr_warn!(
+                        "{} clone(s) pending; leaving new notifications in the ring until some complete\n",
+                        tracker.capacity()
+                    );
+                    *full_reported = true;
+                }
+                return new;
+            }
+            *full_reported = false;
+            // The simulated hypervisor notifies waiting children once there is room.
+            if self.hv.pump() == 0 {
+                return new;
+            }
+        }
+    }
+
+    fn update_module_ref(&self, g: &mut State) {
+        if g.tracker.is_idle() || g.stopped {
+            g.module_ref = None;
+        } else if g.module_ref.is_none() {
+            g.module_ref = Some(ModuleRef::get());
+        }
+    }
+
+    /// Arms the orphan check for the earliest queued entry, if the policy is on.
+    fn arm_orphan_check(&self, g: &mut State) {
+        let timeout_ms = u64::from(self.cfg.orphan_timeout_s) * 1000;
+        if timeout_ms == 0 || g.open || g.stopped {
+            return;
+        }
+        let (_, next) = g.tracker.due_orphans(self.now_ms(), timeout_ms, &mut []);
+        if let Some(left) = next {
+            ffi::schedule_orphan_check(u32::try_from(left).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// Orphan policy: completes queued entries that waited `orphan_timeout` seconds with no
+    /// opener, so that no parent stays blocked forever.
+    pub(crate) fn orphan_check(&self) {
+        let timeout_ms = u64::from(self.cfg.orphan_timeout_s) * 1000;
+        let mut g = self.state.lock();
+        if timeout_ms == 0 || g.open || g.stopped {
+            return;
+        }
+        let mut due = [0u64; 64];
+        let mut done = 0u64;
+        let mut first = None;
+        let mut last = 0;
+        let mut errors = 0u64;
+        loop {
+            let (k, next) = g.tracker.due_orphans(self.now_ms(), timeout_ms, &mut due);
+            for &idx in &due[..k] {
+                let id = g.tracker.id_of(idx);
+                if let Err(e) = self.hv.complete(id) {
+                    // Dropped anyway: retrying an id the hypervisor refuses cannot help.
+                    g.counters.hypervisor_errors += 1;
+                    errors += 1;
+                    pr_warn!(
+                        "auto-completion of id {} refused by the hypervisor: {:?}\n",
+                        id,
+                        e
+                    );
+                } else {
+                    g.counters.auto_completions += 1;
+                }
+                g.tracker.mark_completed(idx);
+                first.get_or_insert(id);
+                last = id;
+                done += 1;
+            }
+            if k < due.len() {
+                if let Some(left) = next {
+                    ffi::schedule_orphan_check(u32::try_from(left).unwrap_or(u32::MAX));
+                }
+                break;
+            }
+        }
+        if let Some(first) = first {
+            pr_warn!(
+                "no reader of /dev/xen/clone for {}s: auto-completed {} clone(s) (ids {}..{}, {} refused) to unblock their parents; the children stay paused\n",
+                self.cfg.orphan_timeout_s,
+                done,
+                first,
+                last,
+                errors
+            );
+        }
+        self.update_module_ref(&mut g);
+        if self.hv.has_backlog() {
+            ffi::kick_drain();
+        }
+    }
+
+    /// Open: exclusive, `CAP_SYS_ADMIN` only; drains once.
+    pub(crate) fn open(this: &Arc<Self>, _file: &File) -> Result {
+        if !ffi::capable_sys_admin() {
+            return Err(EPERM);
+        }
+        {
+            let mut g = this.state.lock();
+            if g.stopped {
+                return Err(ENODEV);
+            }
+            if g.open {
+                return Err(EBUSY);
+            }
+            g.open = true;
+        }
+        this.drain();
+        Ok(())
+    }
+
+    /// Release: entries handed out and not completed go back to the queue, redelivered first
+    /// to the next opener; the orphan clock starts.
+    pub(crate) fn release(&self) {
+        let mut g = self.state.lock();
+        g.open = false;
+        let n = g.tracker.release_all(self.now_ms());
+        if n > 0 {
+            pr_info!(
+                "reader closed with {} clone(s) not completed; they go to the next reader first\n",
+                n
+            );
+        }
+        self.arm_orphan_check(&mut g);
+    }
+
+    /// `read()`: whole [`XenCloneEntry`] records.
+    pub(crate) fn read(&self, file: &File, mut out: UserSliceWriter) -> Result<usize> {
+        const SZ: usize = size_of::<XenCloneEntry>();
+        let max = out.len() / SZ;
+        if max == 0 {
+            return Err(EINVAL);
+        }
+        let nonblock = file.flags() & O_NONBLOCK != 0;
+        let mut g = self.state.lock();
+        while !g.tracker.has_deliverable() {
+            if nonblock {
+                return Err(EAGAIN);
+            }
+            if self.readers.wait_interruptible(&mut g) {
+                return Err(ERESTARTSYS);
+            }
+        }
+        let mut done = 0;
+        while done < max {
+            let Some(d) = g.tracker.peek() else {
+                break;
+            };
+            if let Err(e) = out.write(&d.entry) {
+                if done == 0 {
+                    return Err(e);
+                }
+                break;
+            }
+            g.tracker.mark_delivered(d.idx);
+            if d.entry.flags & XEN_CLONE_ENTRY_REDELIVERED != 0 {
+                g.counters.redeliveries += 1;
+            }
+            done += 1;
+        }
+        Ok(done * SZ)
+    }
+
+    /// `poll()`: readable while an entry waits.
+    pub(crate) fn poll(&self, file: &File, table: &PollTable<'_>) -> u32 {
+        table.register_wait(file, &self.readers);
+        if self.state.lock().tracker.has_deliverable() {
+            POLL_READABLE
+        } else {
+            0
+        }
+    }
+
+    /// `ioctl()`.
+    pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
+        if !ffi::capable_sys_admin() {
+            return Err(EPERM);
+        }
+        match cmd {
+            XEN_CLONE_IOC_COMPLETE => {
+                let c: XenCloneComplete =
+                    UserSlice::new(UserPtr::from_addr(arg), size_of::<XenCloneComplete>())
+                        .reader()
+                        .read()?;
+                if c.flags != 0 {
+                    return Err(EINVAL);
+                }
+                self.complete(c.id)?;
+                Ok(0)
+            }
+            XEN_CLONE_IOC_INFO => {
+                let info = self.info();
+                UserSlice::new(UserPtr::from_addr(arg), size_of::<XenCloneInfo>())
+                    .writer()
+                    .write(&info)?;
+                Ok(0)
+            }
+            _ => Err(ENOTTY),
+        }
+    }
+
+    /// Completes a handed-out entry by id, forwarding to the hypervisor.
+    pub(crate) fn complete(&self, id: u32) -> Result {
+        let mut g = self.state.lock();
+        if g.stopped {
+            return Err(ENODEV);
+        }
+        let idx = match g.tracker.lookup(id) {
+            Ok(idx) => idx,
+            Err(e) => {
+                g.counters.bad_ids += 1;
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = self.hv.complete(id) {
+            g.counters.hypervisor_errors += 1;
+            return Err(e);
+        }
+        g.tracker.mark_completed(idx);
+        g.counters.completions += 1;
+        self.update_module_ref(&mut g);
+        drop(g);
+        if self.hv.has_backlog() {
+            ffi::kick_drain();
+        }
+        Ok(())
+    }
+
+    /// Ring geometry and counters.
+    pub(crate) fn info(&self) -> XenCloneInfo {
+        let g = self.state.lock();
+        XenCloneInfo {
+            version: XEN_CLONE_ABI_VERSION,
+            ring_pages: self.cfg.ring_pages,
+            entries_num: g.consumer.as_ref().map_or(0, |c| c.entries_num()),
+            enable_flags: self.cfg.enable_flags,
+            prod_idx: self.ring.prod(),
+            cons_idx: self.ring.cons(),
+            queued: g.tracker.queued(),
+            outstanding: g.tracker.outstanding(),
+            orphan_timeout_secs: self.cfg.orphan_timeout_s,
+            flags: if self.hv.sim().is_some() {
+                XEN_CLONE_INFO_SIMULATED
+            } else {
+                0
+            },
+            counters: g.counters,
+        }
+    }
+
+    /// `/proc/<pid>/fdinfo/<fd>`.
+    pub(crate) fn show_fdinfo(&self, m: &SeqFile) {
+        let i = self.info();
+        let c = &i.counters;
+        seq_print!(
+            m,
+            "entries_num:\t{}\nprod_idx:\t{}\ncons_idx:\t{}\nqueued:\t{}\noutstanding:\t{}\n",
+            i.entries_num,
+            i.prod_idx,
+            i.cons_idx,
+            i.queued,
+            i.outstanding
+        );
+        seq_print!(
+            m,
+            "notifications:\t{}\ncompletions:\t{}\nredeliveries:\t{}\nauto_completions:\t{}\n",
+            c.notifications,
+            c.completions,
+            c.redeliveries,
+            c.auto_completions
+        );
+        seq_print!(
+            m,
+            "ring_full:\t{}\nbad_ids:\t{}\nring_corruptions:\t{}\nhypervisor_errors:\t{}\n",
+            c.ring_full,
+            c.bad_ids,
+            c.ring_corruptions,
+            c.hypervisor_errors
+        );
+    }
+
+    /// Writes the counters for debugfs (`name value` lines).
+    pub(crate) fn fmt_counters(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.info().counters;
+        writeln!(f, "notifications {}", c.notifications)?;
+        writeln!(f, "completions {}", c.completions)?;
+        writeln!(f, "redeliveries {}", c.redeliveries)?;
+        writeln!(f, "auto_completions {}", c.auto_completions)?;
+        writeln!(f, "ring_full {}", c.ring_full)?;
+        writeln!(f, "bad_ids {}", c.bad_ids)?;
+        writeln!(f, "ring_corruptions {}", c.ring_corruptions)?;
+        writeln!(f, "hypervisor_errors {}", c.hypervisor_errors)
+    }
+
+    /// Writes the ring and queue state for debugfs (`name value` lines).
+    pub(crate) fn fmt_state(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = self.info();
+        let open = self.state.lock().open;
+        writeln!(
+            f,
+            "simulated {}",
+            u8::from(i.flags & XEN_CLONE_INFO_SIMULATED != 0)
+        )?;
+        writeln!(f, "ring_pages {}", i.ring_pages)?;
+        writeln!(f, "entries_num {}", i.entries_num)?;
+        writeln!(f, "enable_flags {:#x}", i.enable_flags)?;
+        writeln!(f, "prod_idx {}", i.prod_idx)?;
+        writeln!(f, "cons_idx {}", i.cons_idx)?;
+        writeln!(f, "queued {}", i.queued)?;
+        writeln!(f, "outstanding {}", i.outstanding)?;
+        writeln!(f, "open {}", u8::from(open))?;
+        writeln!(f, "orphan_timeout {}", i.orphan_timeout_secs)
+    }
+
+    /// Module exit: the device is deregistered and the VIRQ unbound. Consumes what is left,
+    /// completes anything pending (nobody can any more), then disables the ring; frees the pages
+    /// only if the hypervisor let go of them.
+    pub(crate) fn shutdown(&self) {
+        let mut g = self.state.lock();
+        self.drain_locked(&mut g);
+        let pending = u64::from(g.tracker.queued()) + u64::from(g.tracker.outstanding());
+        if pending > 0 {
+            let mut idx = g.tracker.base();
+            let end = g.tracker.next();
+            while idx != end {
+                if g.tracker.is_pending(idx) {
+                    if self.hv.complete(g.tracker.id_of(idx)).is_err() {
+                        g.counters.hypervisor_errors += 1;
+                    }
+                    g.tracker.mark_completed(idx);
+                }
+                idx = idx.wrapping_add(1);
+            }
+            g.counters.auto_completions += pending;
+            pr_warn!(
+                "unloading with {} clone(s) pending: completed them so their parents do not block\n",
+                pending
+            );
+        }
+        g.stopped = true;
+        g.module_ref = None;
+        drop(g);
+        match self.hv.disable() {
+            Ok(()) => pr_info!("clone ring disabled\n"),
+            Err(e) => {
+                self.ring.leak();
+                pr_err!(
+                    "CLONEOP_disable failed ({:?}); leaking the {} ring page(s), the hypervisor may still write them\n",
+                    e,
+                    self.ring.pages()
+                );
+            }
+        }
+    }
+}
