@@ -1,0 +1,461 @@
+//! The clone pipeline. One [`Clone`] per notification, created by
+//! [`start`] (called by the daemon for each entry read from the device):
+//!
+//! 1. child start_info (privcmd) — here;
+//! 2. domain trees, Xenstore page, `XS_INTRODUCE` — [`xenstore`];
+//! 3. console page and dirs — [`console`];
+//! 4. vif frontend, backend, libxl dirs — [`vif`]; then the clone waits
+//!    for netback's `online` uevents ([`vif::on_online`]) or their timeout;
+//! 5. completion through the device and unpause — `crate::completion`.
+//!
+//! Any failure is recorded in the clone, which still completes: a parent
+//! is never left blocked. A failed child is left paused (see
+//! `crate::completion` for why).
+
+pub mod console;
+pub mod vif;
+pub mod xenstore;
+
+use crate::hypervisor::{HvError, Hypervisor};
+use crate::netlink::{NetError, NetOps};
+use crate::parent::{ParentError, ParentInfo};
+use ::xenstore::Client;
+use std::time::{Duration, Instant};
+use xen_clone_abi::{XEN_CLONE_ENTRY_REDELIVERED, XenCloneEntry};
+
+/// How Xenstore trees are cloned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XsMode {
+    /// Nephele's `XS_CLONE` (oxenstored with Nephele's patches).
+    XsClone,
+    /// Node-by-node copy inside a transaction (`-d`, or any xenstored
+    /// without `XS_CLONE`).
+    DeepCopy,
+}
+
+/// Pipeline options (from the command line).
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub mode: XsMode,
+    /// `-n`: no vif (or 9pfs) cloning.
+    pub skip_io: bool,
+    /// `-p`: leave children paused after completion.
+    pub leave_paused: bool,
+    /// How long a vif may wait for netback's `online` uevent.
+    pub vif_timeout: Duration,
+    /// Send an ARP request (gateway → guest) through each connected vif.
+    pub garp: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: XsMode::DeepCopy,
+            skip_io: false,
+            leave_paused: false,
+            vif_timeout: Duration::from_secs(10),
+            garp: false,
+        }
+    }
+}
+
+/// What a pipeline stage can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(transparent)]
+    Xs(#[from] ::xenstore::Error),
+    #[error(transparent)]
+    Hv(#[from] HvError),
+    #[error(transparent)]
+    Parent(#[from] ParentError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// A failed stage, naming the clone.
+#[derive(Debug, thiserror::Error)]
+#[error("clone {parent}->{child} (id {id}) {stage}: {source}")]
+pub struct CloneError {
+    pub parent: u16,
+    pub child: u16,
+    pub id: u32,
+    pub stage: &'static str,
+    #[source]
+    pub source: StageError,
+}
+
+/// Everything a stage may touch.
+pub struct Env<'a> {
+    pub xs: &'a mut Client,
+    pub hv: &'a mut dyn Hypervisor,
+    pub net: &'a mut dyn NetOps,
+    pub opts: &'a mut Options,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VifState {
+    WaitingOnline,
+    Connected,
+    Failed(String),
+}
+
+/// One vif of a clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VifSlot {
+    pub devid: u32,
+    pub ifname: String,
+    /// The child's backend dir.
+    pub backend: String,
+    pub bond: String,
+    pub state: VifState,
+    pub deadline: Instant,
+    /// `--garp`: (sender = gateway, target = guest) of the ARP request
+    /// sent once the vif is connected.
+    pub arp: Option<(std::net::Ipv4Addr, std::net::Ipv4Addr)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Cloning,
+    WaitingDevices,
+    Completed,
+}
+
+/// Per-clone state machine.
+#[derive(Clone, Debug)]
+pub struct Clone {
+    pub entry: XenCloneEntry,
+    pub started: Instant,
+    stage_start: Instant,
+    pub stages: Vec<(&'static str, Duration)>,
+    pub vifs: Vec<VifSlot>,
+    pub error: Option<String>,
+    pub phase: Phase,
+}
+
+impl Clone {
+    pub fn new(entry: XenCloneEntry, now: Instant) -> Clone {
+        Clone {
+            entry,
+            started: now,
+            stage_start: now,
+            stages: Vec::new(),
+            vifs: Vec::new(),
+            error: None,
+            phase: Phase::Cloning,
+        }
+    }
+
+    pub fn parent(&self) -> u16 {
+        self.entry.parent_domid
+    }
+
+    pub fn child(&self) -> u16 {
+        self.entry.child_domid
+    }
+
+    pub fn redelivered(&self) -> bool {
+        self.entry.flags & XEN_CLONE_ENTRY_REDELIVERED != 0
+    }
+
+    /// Closes the current stage's timing.
+    pub fn stage_done(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.stages.push((name, now - self.stage_start));
+        self.stage_start = now;
+    }
+
+    /// Records the first failure (later ones are only logged).
+    pub fn fail(&mut self, msg: String) {
+        if self.error.is_none() {
+            self.error = Some(msg);
+        }
+    }
+
+    pub fn err(&self, stage: &'static str, source: impl Into<StageError>) -> CloneError {
+        CloneError {
+            parent: self.parent(),
+            child: self.child(),
+            id: self.entry.id,
+            stage,
+            source: source.into(),
+        }
+    }
+
+    pub fn vif_mut(&mut self, devid: u32) -> Option<&mut VifSlot> {
+        self.vifs.iter_mut().find(|v| v.devid == devid)
+    }
+
+    /// Cloning finished and no vif is still waiting.
+    pub fn ready(&self) -> bool {
+        self.phase == Phase::WaitingDevices
+            && self.vifs.iter().all(|v| v.state != VifState::WaitingOnline)
+    }
+
+    /// Success: no error and every vif connected.
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.vifs.iter().all(|v| v.state == VifState::Connected)
+    }
+
+    /// Vifs still waiting whose deadline passed.
+    pub fn expired(&self, now: Instant) -> Vec<u32> {
+        self.vifs
+            .iter()
+            .filter(|v| v.state == VifState::WaitingOnline && v.deadline <= now)
+            .map(|v| v.devid)
+            .collect()
+    }
+
+    /// The earliest pending deadline, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.vifs
+            .iter()
+            .filter(|v| v.state == VifState::WaitingOnline)
+            .map(|v| v.deadline)
+            .min()
+    }
+}
+
+/// Runs the synchronous part of a clone (stages 1-4). Never fails: errors
+/// are recorded in the returned clone, which is then waiting for its
+/// devices (or ready to complete at once).
+pub fn start(
+    env: &mut Env<'_>,
+    entry: XenCloneEntry,
+    parent: Result<ParentInfo, ParentError>,
+    started: Instant,
+) -> Clone {
+    let mut c = Clone::new(entry, started);
+    c.stage_done("parent");
+    if let Err(e) = run_stages(env, &mut c, parent) {
+        tracing::error!(
+            parent = c.parent(),
+            child = c.child(),
+            id = c.entry.id,
+            "{e}"
+        );
+        c.fail(e.to_string());
+    }
+    c.phase = Phase::WaitingDevices;
+    c
+}
+
+fn run_stages(
+    env: &mut Env<'_>,
+    c: &mut Clone,
+    parent: Result<ParentInfo, ParentError>,
+) -> Result<(), CloneError> {
+    let parent = parent.map_err(|e| c.err("parent", e))?;
+    let child_si = env
+        .hv
+        .start_info(c.child(), c.entry.child_start_info_mfn)
+        .map_err(|e| c.err("child start_info", e))?;
+    c.stage_done("child_start_info");
+    xenstore::clone_domain(env, c, &parent, &child_si)?;
+    c.stage_done("xenstore");
+    console::clone_console(env, c, &parent, &child_si)?;
+    c.stage_done("console");
+    if env.opts.skip_io || parent.skip_network {
+        tracing::debug!(child = c.child(), "I/O cloning skipped");
+    } else {
+        vif::clone_vifs(env, c, &parent)?;
+        c.stage_done("vif_xenstore");
+    }
+    Ok(())
+}
+
+/// One subtree to clone.
+#[derive(Clone, Debug)]
+pub struct CopyItem {
+    pub op: ::xenstore::CloneOp,
+    pub src: String,
+    pub dst: String,
+    pub overrides: Vec<(&'static str, String)>,
+    pub mark_cloned: bool,
+    /// Skip silently if the source does not exist.
+    pub optional: bool,
+}
+
+/// Clones `items` in order: with `XS_CLONE` one atomic request each, in
+/// deep-copy mode all of them in ONE transaction (retried on `EAGAIN`).
+/// On a re-delivered entry an existing destination is accepted as done.
+/// If the daemon refuses `XS_CLONE`, switches to deep copy for good.
+pub fn copy_items(
+    env: &mut Env<'_>,
+    c: &Clone,
+    stage: &'static str,
+    items: &[CopyItem],
+) -> Result<(), CloneError> {
+    if env.opts.mode == XsMode::XsClone && xs_clone_items(env, c, stage, items)? {
+        return Ok(());
+    }
+    deep_copy_items(env, c, stage, items)
+}
+
+/// `XS_CLONE` each item. `Ok(false)`: the daemon refused the first
+/// request (no `XS_CLONE` there) before anything changed; the mode is now
+/// [`XsMode::DeepCopy`] and the caller must deep-copy instead.
+pub fn xs_clone_items(
+    env: &mut Env<'_>,
+    c: &Clone,
+    stage: &'static str,
+    items: &[CopyItem],
+) -> Result<bool, CloneError> {
+    use ::xenstore::wire::errno::{EINVAL, ENOSYS};
+    let (p, ch, redelivered) = (c.parent(), c.child(), c.redelivered());
+    for (i, it) in items.iter().enumerate() {
+        if it.optional
+            && !env
+                .xs
+                .exists(::xenstore::TxId::NONE, &it.src)
+                .map_err(|e| c.err(stage, e))?
+        {
+            continue;
+        }
+        match env.xs.clone_tree(p, ch, it.op, &it.src, &it.dst) {
+            Ok(()) => {}
+            Err(e) if e.is_eexist() && redelivered => {
+                tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
+            }
+            Err(e)
+                if i == 0
+                    && matches!(e.errno(), Some(EINVAL | ENOSYS))
+                    && !env
+                        .xs
+                        .exists(::xenstore::TxId::NONE, &it.dst)
+                        .unwrap_or(true) =>
+            {
+                tracing::warn!(
+                    "xenstored refused XS_CLONE ({e}): falling back to deep copy for all clones"
+                );
+                env.opts.mode = XsMode::DeepCopy;
+                return Ok(false);
+            }
+            Err(e) => return Err(c.err(stage, e)),
+        }
+        for (rel, v) in &it.overrides {
+            let path = ::xenstore::paths::join(&it.dst, rel);
+            env.xs
+                .write_str(::xenstore::TxId::NONE, &path, v)
+                .map_err(|e| c.err(stage, e))?;
+        }
+    }
+    Ok(true)
+}
+
+/// Deep-copies every item in one transaction.
+pub fn deep_copy_items(
+    env: &mut Env<'_>,
+    c: &Clone,
+    stage: &'static str,
+    items: &[CopyItem],
+) -> Result<(), CloneError> {
+    let (p, ch, redelivered) = (c.parent(), c.child(), c.redelivered());
+    env.xs
+        .transaction(::xenstore::client::TX_RETRIES, |xs, tx| {
+            for it in items {
+                if it.optional && !xs.exists(tx, &it.src)? {
+                    continue;
+                }
+                if redelivered && xs.exists(tx, &it.dst)? {
+                    tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
+                    continue;
+                }
+                let ov: Vec<(&str, String)> = it.overrides.iter().map(|(k, v)| (*k, v.clone())).collect();
+                ::xenstore::deepcopy::deep_copy(
+                    xs,
+                    tx,
+                    &::xenstore::deepcopy::CopySpec {
+                        op: it.op,
+                        parent: p,
+                        child: ch,
+                        src: &it.src,
+                        dst: &it.dst,
+                        overrides: &ov,
+                        mark_cloned: it.mark_cloned,
+                    },
+                )?;
+            }
+            Ok(())
+        })
+        .map_err(|e| c.err(stage, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xen_clone_abi::XEN_CLONE_ABI_VERSION;
+
+    fn entry() -> XenCloneEntry {
+        XenCloneEntry {
+            version: XEN_CLONE_ABI_VERSION,
+            flags: 0,
+            id: 4,
+            parent_domid: 3,
+            child_domid: 9,
+            parent_start_info_mfn: 1,
+            child_start_info_mfn: 2,
+        }
+    }
+
+    fn slot(devid: u32, deadline: Instant) -> VifSlot {
+        VifSlot {
+            devid,
+            ifname: format!("vif9.{devid}"),
+            backend: format!("/local/domain/0/backend/vif/9/{devid}"),
+            bond: "bond0".into(),
+            state: VifState::WaitingOnline,
+            deadline,
+            arp: None,
+        }
+    }
+
+    #[test]
+    fn completes_only_when_all_devices_settled() {
+        let now = Instant::now();
+        let mut c = Clone::new(entry(), now);
+        assert!(!c.ready(), "still cloning");
+        c.vifs.push(slot(0, now + Duration::from_secs(1)));
+        c.vifs.push(slot(1, now + Duration::from_secs(2)));
+        c.phase = Phase::WaitingDevices;
+        assert!(!c.ready());
+        assert_eq!(c.next_deadline(), Some(now + Duration::from_secs(1)));
+        c.vif_mut(0).expect("vif 0").state = VifState::Connected;
+        assert!(!c.ready());
+        assert!(c.expired(now + Duration::from_millis(1500)).is_empty());
+        assert_eq!(c.expired(now + Duration::from_secs(3)), vec![1]);
+        c.vif_mut(1).expect("vif 1").state = VifState::Connected;
+        assert!(c.ready());
+        assert!(c.ok());
+        assert_eq!(c.next_deadline(), None);
+    }
+
+    #[test]
+    fn failures_still_complete_but_are_not_ok() {
+        let now = Instant::now();
+        let mut c = Clone::new(entry(), now);
+        c.vifs.push(slot(0, now));
+        c.phase = Phase::WaitingDevices;
+        c.vif_mut(0).expect("vif").state = VifState::Failed("timeout".into());
+        assert!(c.ready());
+        assert!(!c.ok());
+        let mut d = Clone::new(entry(), now);
+        d.fail("first".into());
+        d.fail("second".into());
+        d.phase = Phase::WaitingDevices;
+        assert_eq!(d.error.as_deref(), Some("first"));
+        assert!(d.ready() && !d.ok(), "no devices: ready at once");
+    }
+
+    #[test]
+    fn redelivery_flag_and_error_context() {
+        let mut e = entry();
+        e.flags = XEN_CLONE_ENTRY_REDELIVERED;
+        let c = Clone::new(e, Instant::now());
+        assert!(c.redelivered());
+        let err = c.err("vif", StageError::Refused("bridge".into()));
+        assert_eq!(err.to_string(), "clone 3->9 (id 4) vif: bridge");
+    }
+}

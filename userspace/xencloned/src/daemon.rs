@@ -1,0 +1,601 @@
+//! The daemon: one epoll loop over the clone source, the uevent socket,
+//! the Xenstore watch connection (parent cache), a signalfd and a timerfd.
+//! Entries become [`Clone`]s ([`crate::clone::start`]); uevents and timeouts
+//! settle their vifs; ready clones are completed
+//! ([`crate::completion::complete`]).
+
+use crate::clone::{self, Clone, Env, Options, VifState};
+use crate::hypervisor::Hypervisor;
+use crate::netlink::NetOps;
+use crate::parent::{self, ParentCache, ParentError, ParentInfo};
+use crate::source::CloneSource;
+use crate::stats::Stats;
+use crate::uevent::{self, UeventSource, VifEvent, VifUevent};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use std::collections::BTreeMap;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use xen_clone_abi::XenCloneEntry;
+use xenstore::{Client, TxId, WatchEvent, paths};
+
+const T_SOURCE: u64 = 1;
+const T_UEVENT: u64 = 2;
+const T_WATCH: u64 = 3;
+const T_SIGNAL: u64 = 4;
+const T_TIMER: u64 = 5;
+
+/// Token of the `@releaseDomain` watch.
+pub const RELEASE_TOKEN: &str = "release";
+
+/// Token of the watch on a clone vif's `hotplug-status`.
+pub fn vif_token(child: u16, devid: u32) -> String {
+    format!("vif:{child}:{devid}")
+}
+
+pub fn parse_vif_token(t: &str) -> Option<(u16, u32)> {
+    let (c, d) = t.strip_prefix("vif:")?.split_once(':')?;
+    Some((c.parse().ok()?, d.parse().ok()?))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{what}: {source}")]
+    Sys {
+        what: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error(transparent)]
+    Xs(#[from] xenstore::Error),
+    #[error(transparent)]
+    Source(#[from] crate::source::SourceError),
+    #[error("uevent socket: {0}")]
+    Uevent(#[source] std::io::Error),
+}
+
+fn sys(what: &'static str) -> impl FnOnce(nix::Error) -> DaemonError {
+    move |source| DaemonError::Sys { what, source }
+}
+
+/// The daemon's seams.
+pub struct Deps {
+    pub source: Box<dyn CloneSource>,
+    pub uevents: Box<dyn UeventSource>,
+    pub xs: Client,
+    pub hv: Box<dyn Hypervisor>,
+    pub net: Box<dyn NetOps>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub opts: Options,
+    /// `--cache`: keep parent descriptions (watch-invalidated).
+    pub cache: bool,
+    pub stats_file: Option<PathBuf>,
+    /// Handle SIGTERM/SIGINT/SIGQUIT with a signalfd (the real daemon).
+    pub signals: bool,
+}
+
+pub struct Daemon {
+    source: Box<dyn CloneSource>,
+    uevents: Box<dyn UeventSource>,
+    xs: Client,
+    hv: Box<dyn Hypervisor>,
+    net: Box<dyn NetOps>,
+    opts: Options,
+    cache: Option<ParentCache>,
+    watch: Option<Client>,
+    clones: BTreeMap<u32, Clone>,
+    pub stats: Stats,
+    stats_file: Option<PathBuf>,
+    stats_dirty: bool,
+    epoll: Epoll,
+    timer: TimerFd,
+    signal: Option<SignalFd>,
+    stop: bool,
+}
+
+impl Daemon {
+    pub fn new(deps: Deps, cfg: Config) -> Result<Daemon, DaemonError> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(sys("epoll_create"))?;
+        let ev = |t| EpollEvent::new(EpollFlags::EPOLLIN, t);
+        epoll
+            .add(deps.source.fd(), ev(T_SOURCE))
+            .map_err(sys("epoll add source"))?;
+        epoll
+            .add(deps.uevents.fd(), ev(T_UEVENT))
+            .map_err(sys("epoll add uevents"))?;
+        let timer = TimerFd::new(
+            ClockId::CLOCK_MONOTONIC,
+            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+        )
+        .map_err(sys("timerfd"))?;
+        timer
+            .set(
+                Expiration::Interval(TimeSpec::from_duration(Duration::from_millis(100))),
+                TimerSetTimeFlags::empty(),
+            )
+            .map_err(sys("timerfd_settime"))?;
+        epoll
+            .add(&timer, ev(T_TIMER))
+            .map_err(sys("epoll add timer"))?;
+        let signal = if cfg.signals {
+            let mut mask = SigSet::empty();
+            for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGQUIT] {
+                mask.add(s);
+            }
+            mask.thread_block().map_err(sys("sigprocmask"))?;
+            let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+                .map_err(sys("signalfd"))?;
+            epoll
+                .add(&sfd, ev(T_SIGNAL))
+                .map_err(sys("epoll add signalfd"))?;
+            Some(sfd)
+        } else {
+            None
+        };
+        // The watch connection: parent cache invalidation (with --cache) and
+        // each waiting vif's hotplug-status (netback's refusal fails the vif
+        // at once instead of at its timeout).
+        let mut w = deps.xs.reconnect()?;
+        epoll
+            .add(w.as_fd(), ev(T_WATCH))
+            .map_err(sys("epoll add xenstore watch"))?;
+        let cache = if cfg.cache {
+            w.watch("@releaseDomain", RELEASE_TOKEN)?;
+            Some(ParentCache::new(32))
+        } else {
+            None
+        };
+        let watch = Some(w);
+        let stats = Stats {
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            ..Default::default()
+        };
+        Ok(Daemon {
+            source: deps.source,
+            uevents: deps.uevents,
+            xs: deps.xs,
+            hv: deps.hv,
+            net: deps.net,
+            opts: cfg.opts,
+            cache,
+            watch,
+            clones: BTreeMap::new(),
+            stats,
+            stats_file: cfg.stats_file,
+            stats_dirty: true,
+            epoll,
+            timer,
+            signal,
+            stop: false,
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// Changes the numbering used on the Xenstore connection (tests).
+    pub fn set_xenstore_dialect(&mut self, d: xenstore::Dialect) {
+        self.xs.set_dialect(d);
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.clones.len()
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop
+    }
+
+    pub fn request_stop(&mut self) {
+        self.stop = true;
+    }
+
+    /// Start-up reconciliation: cloned vifs that are online but were never
+    /// connected (the previous daemon died between uevent and enslave).
+    /// Re-delivered entries need nothing special here: the device hands
+    /// them out first and the pipeline treats existing state as done.
+    pub fn reconcile(&mut self) {
+        if self.opts.skip_io {
+            return;
+        }
+        let base = paths::join(&paths::domain_path(0), "backend/vif");
+        let Ok(doms) = self.xs.directory(TxId::NONE, &base) else {
+            return;
+        };
+        for d in doms {
+            let Ok(domid) = d.parse::<u16>() else {
+                continue;
+            };
+            let dom_dir = paths::join(&base, &d);
+            let Ok(devs) = self.xs.directory(TxId::NONE, &dom_dir) else {
+                continue;
+            };
+            for n in devs {
+                let backend = paths::join(&dom_dir, &n);
+                let handle = self
+                    .xs
+                    .read_opt(TxId::NONE, &paths::join(&backend, "handle"))
+                    .ok()
+                    .flatten()
+                    .and_then(|h| h.parse().ok())
+                    .or_else(|| n.parse().ok());
+                let Some(handle) = handle else { continue };
+                let ifname = paths::vif_ifname(domid, handle);
+                if self.net.exists(&ifname)
+                    && clone::vif::adopt_orphan(&mut self.xs, &mut *self.net, &backend, &ifname)
+                {
+                    self.stats.orphan_vifs_adopted += 1;
+                }
+            }
+        }
+    }
+
+    /// Runs until SIGTERM/SIGINT (or [`Daemon::request_stop`]).
+    pub fn run(&mut self) -> Result<(), DaemonError> {
+        while !self.stop {
+            self.step(Some(Duration::from_secs(1)))?;
+        }
+        if !self.clones.is_empty() {
+            tracing::warn!(
+                in_flight = self.clones.len(),
+                "exiting with clones in flight: the device re-delivers them to the next daemon"
+            );
+        }
+        self.write_stats();
+        Ok(())
+    }
+
+    /// One loop iteration: wait for events (at most `timeout`), handle them,
+    /// complete every ready clone.
+    pub fn step(&mut self, timeout: Option<Duration>) -> Result<(), DaemonError> {
+        let mut events = [EpollEvent::empty(); 8];
+        let t = match timeout {
+            None => EpollTimeout::NONE,
+            Some(d) => EpollTimeout::try_from(d.as_millis().min(60_000) as i32)
+                .unwrap_or(EpollTimeout::ZERO),
+        };
+        let n = match self.epoll.wait(&mut events, t) {
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => 0,
+            Err(e) => {
+                return Err(DaemonError::Sys {
+                    what: "epoll_wait",
+                    source: e,
+                });
+            }
+        };
+        for ev in &events[..n] {
+            match ev.data() {
+                T_SOURCE => self.on_source()?,
+                T_UEVENT => self.on_uevents()?,
+                T_WATCH => self.on_watch()?,
+                T_SIGNAL => self.on_signal(),
+                T_TIMER => self.on_timer(),
+                _ => {}
+            }
+        }
+        // Events that arrived while a watch/unwatch request waited for its
+        // reply are queued in the client, not signalled by epoll.
+        let queued = match &mut self.watch {
+            Some(w) if w.has_queued_events() => w.take_events(),
+            _ => Vec::new(),
+        };
+        for ev in queued {
+            self.on_watch_event(ev);
+        }
+        self.finish_ready();
+        Ok(())
+    }
+
+    fn on_signal(&mut self) {
+        if let Some(sfd) = &mut self.signal {
+            while let Ok(Some(info)) = sfd.read_signal() {
+                tracing::info!(signal = info.ssi_signo, "stopping on signal");
+                self.stop = true;
+            }
+        }
+    }
+
+    fn on_source(&mut self) -> Result<(), DaemonError> {
+        let entries = match self.source.read_entries() {
+            Ok(e) => e,
+            Err(e @ crate::source::SourceError::Io { .. }) => return Err(e.into()),
+            Err(e) => {
+                tracing::error!("clone source: {e}");
+                return Ok(());
+            }
+        };
+        // Complete each clone as soon as it is ready: a burst (the device hands
+        // out up to twice its ring at once) must not hold back the first
+        // completions until every clone of the burst has been set up.
+        for e in entries {
+            self.start_clone(e);
+            self.finish_ready();
+        }
+        Ok(())
+    }
+
+    fn parent_for(&mut self, e: &XenCloneEntry) -> Result<ParentInfo, ParentError> {
+        let pid = e.parent_domid;
+        if let Some(c) = &mut self.cache
+            && let Some(p) = c.get(pid)
+        {
+            self.stats.cache_hits += 1;
+            return Ok(p);
+        }
+        self.stats.cache_misses += 1;
+        let p = parent::read_parent(&mut self.xs, &mut *self.hv, pid, e.parent_start_info_mfn)?;
+        if let (Some(c), Some(w)) = (&mut self.cache, &mut self.watch) {
+            let evicted = c.insert(p.clone());
+            let shutdown = paths::join(&paths::domain_path(pid), "control/shutdown");
+            if let Err(err) = w.watch(&shutdown, &parent::watch_token(pid)) {
+                tracing::warn!(parent = pid, "cannot watch {shutdown}: {err}; not caching");
+                c.remove(pid);
+            }
+            if let Some(old) = evicted {
+                let path = paths::join(&paths::domain_path(old), "control/shutdown");
+                let _ = w.unwatch(&path, &parent::watch_token(old));
+            }
+        }
+        Ok(p)
+    }
+
+    fn start_clone(&mut self, e: XenCloneEntry) {
+        let started = Instant::now();
+        self.stats.clones_started += 1;
+        self.stats_dirty = true;
+        let redelivered = e.flags & xen_clone_abi::XEN_CLONE_ENTRY_REDELIVERED != 0;
+        if redelivered {
+            self.stats.redelivered += 1;
+        }
+        tracing::info!(
+            parent = e.parent_domid,
+            child = e.child_domid,
+            id = e.id,
+            redelivered,
+            "cloned {} -> {}",
+            e.parent_domid,
+            e.child_domid
+        );
+        let parent = self.parent_for(&e);
+        let mut env = Env {
+            xs: &mut self.xs,
+            hv: &mut *self.hv,
+            net: &mut *self.net,
+            opts: &mut self.opts,
+        };
+        let c = clone::start(&mut env, e, parent, started);
+        if let Some(w) = &mut self.watch {
+            for v in c.vifs.iter().filter(|v| v.state == VifState::WaitingOnline) {
+                let path = paths::join(&v.backend, "hotplug-status");
+                if let Err(err) = w.watch(&path, &vif_token(c.child(), v.devid)) {
+                    tracing::warn!("cannot watch {path}: {err}; relying on the timeout");
+                }
+            }
+        }
+        if let Some(old) = self.clones.insert(e.id, c) {
+            tracing::error!(
+                id = e.id,
+                child = old.child(),
+                "duplicate clone id: completing the new entry only"
+            );
+        }
+    }
+
+    fn on_uevents(&mut self) -> Result<(), DaemonError> {
+        let grams = match self.uevents.recv_all() {
+            Ok(g) => g,
+            Err(e) => {
+                // Lost uevents are recovered by the vif timeouts.
+                tracing::error!("uevent socket: {e}");
+                return Ok(());
+            }
+        };
+        for g in grams {
+            match uevent::parse(&g) {
+                Ok(ev) => match uevent::classify_vif(&ev) {
+                    Some(VifEvent::Online(v)) => self.on_vif_online(v),
+                    Some(VifEvent::Offline(v)) => self.on_vif_offline(v),
+                    None => {}
+                },
+                Err(e) => tracing::debug!("ignoring uevent: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    fn on_vif_online(&mut self, v: VifUevent) {
+        let mut env = Env {
+            xs: &mut self.xs,
+            hv: &mut *self.hv,
+            net: &mut *self.net,
+            opts: &mut self.opts,
+        };
+        for c in self.clones.values_mut() {
+            if c.child() == v.domid && clone::vif::on_online(&mut env, c, v.devid) {
+                return;
+            }
+        }
+        // Nobody waits for it: a clone of a previous daemon instance.
+        let backend = paths::resolve(0, &v.xenbus_path);
+        let ifname = v
+            .ifname
+            .clone()
+            .unwrap_or_else(|| paths::vif_ifname(v.domid, v.devid));
+        if clone::vif::adopt_orphan(&mut self.xs, &mut *self.net, &backend, &ifname) {
+            self.stats.orphan_vifs_adopted += 1;
+            self.stats_dirty = true;
+        }
+    }
+
+    fn on_vif_offline(&mut self, v: VifUevent) {
+        let ifname = v
+            .ifname
+            .clone()
+            .unwrap_or_else(|| paths::vif_ifname(v.domid, v.devid));
+        if self.net.master_of(&ifname).is_some() {
+            match self.net.release(&ifname) {
+                Ok(()) => {
+                    tracing::info!(ifname = %ifname, "released from bond");
+                    self.stats.vifs_released += 1;
+                    self.stats_dirty = true;
+                }
+                Err(e) => tracing::debug!("release {ifname}: {e}"),
+            }
+        }
+    }
+
+    fn on_watch(&mut self) -> Result<(), DaemonError> {
+        let events = match &mut self.watch {
+            Some(w) => w.read_events()?,
+            None => return Ok(()),
+        };
+        for ev in events {
+            self.on_watch_event(ev);
+        }
+        Ok(())
+    }
+
+    fn invalidate(&mut self, domid: u16) {
+        if let Some(c) = &mut self.cache
+            && c.remove(domid)
+        {
+            self.stats.cache_invalidations += 1;
+            self.stats_dirty = true;
+            tracing::info!(parent = domid, "parent dropped from cache");
+            if let Some(w) = &mut self.watch {
+                let path = paths::join(&paths::domain_path(domid), "control/shutdown");
+                let _ = w.unwatch(&path, &parent::watch_token(domid));
+            }
+        }
+    }
+
+    fn on_watch_event(&mut self, ev: WatchEvent) {
+        let gone = |xs: &mut Client, path: &str| matches!(xs.exists(TxId::NONE, path), Ok(false));
+        if ev.token == RELEASE_TOKEN {
+            let doms = self.cache.as_ref().map(|c| c.domids()).unwrap_or_default();
+            for d in doms {
+                if gone(&mut self.xs, &paths::domain_path(d)) {
+                    self.invalidate(d);
+                }
+            }
+        } else if let Some((child, devid)) = parse_vif_token(&ev.token) {
+            let mut env = Env {
+                xs: &mut self.xs,
+                hv: &mut *self.hv,
+                net: &mut *self.net,
+                opts: &mut self.opts,
+            };
+            for c in self.clones.values_mut() {
+                if c.child() == child && clone::vif::on_hotplug_status(&mut env, c, devid) {
+                    self.stats_dirty = true;
+                }
+            }
+        } else if let Some(d) = parent::token_domid(&ev.token) {
+            // The watched path disappearing (domain destroyed) or a shutdown
+            // request both end the parent's cached life.
+            let v = self.xs.read_opt(TxId::NONE, &ev.path);
+            match v {
+                Ok(None) => self.invalidate(d),
+                Ok(Some(s)) if !s.is_empty() => self.invalidate(d),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let mut buf = [0u8; 8];
+        let _ = nix::unistd::read(self.timer.as_fd(), &mut buf);
+        let now = Instant::now();
+        let mut env = Env {
+            xs: &mut self.xs,
+            hv: &mut *self.hv,
+            net: &mut *self.net,
+            opts: &mut self.opts,
+        };
+        for c in self.clones.values_mut() {
+            for devid in c.expired(now) {
+                self.stats.uevent_timeouts += 1;
+                if clone::vif::on_timeout(&mut env, c, devid) {
+                    self.stats.uevents_recovered += 1;
+                }
+                self.stats_dirty = true;
+            }
+        }
+        if self.stats_dirty {
+            self.write_stats();
+        }
+    }
+
+    fn finish_ready(&mut self) {
+        let ready: Vec<u32> = self
+            .clones
+            .iter()
+            .filter(|(_, c)| c.ready())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
+            let Some(mut c) = self.clones.remove(&id) else {
+                continue;
+            };
+            if let Some(w) = &mut self.watch {
+                for v in &c.vifs {
+                    let path = paths::join(&v.backend, "hotplug-status");
+                    let _ = w.unwatch(&path, &vif_token(c.child(), v.devid));
+                }
+            }
+            for v in &c.vifs {
+                match v.state {
+                    VifState::Connected => self.stats.vifs_connected += 1,
+                    VifState::Failed(_) => self.stats.vifs_failed += 1,
+                    VifState::WaitingOnline => {}
+                }
+            }
+            crate::completion::complete(
+                &mut *self.source,
+                &mut *self.hv,
+                &mut c,
+                self.opts.leave_paused,
+                &mut self.stats,
+            );
+            self.stats_dirty = true;
+        }
+        if self.stats_dirty {
+            self.write_stats();
+        }
+    }
+
+    fn write_stats(&mut self) {
+        self.stats.in_flight = self.clones.len();
+        if let Some(p) = &self.stats_file
+            && let Err(e) = self.stats.write(p)
+        {
+            tracing::warn!("cannot write stats file {}: {e}", p.display());
+        }
+        self.stats_dirty = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_tokens() {
+        assert_eq!(vif_token(9, 2), "vif:9:2");
+        assert_eq!(parse_vif_token("vif:9:2"), Some((9, 2)));
+        assert_eq!(parse_vif_token("dom9"), None);
+        assert_eq!(parse_vif_token("vif:9"), None);
+        assert_eq!(parse_vif_token(RELEASE_TOKEN), None);
+    }
+}

@@ -1,0 +1,24 @@
+//! `xencloned`: gives cloned Xen domains their Dom0 side.
+//!
+//! Where things happen:
+//! - a clone **enters** from [`source`] (`/dev/xen/clone`, or a simulation);
+//! - the [`daemon`] event loop turns each entry into a [`clone::Clone`] via
+//!   [`clone::start`]: Xenstore trees ([`clone::xenstore`]), console
+//!   ([`clone::console`]), vifs ([`clone::vif`]);
+//! - netback's uevents ([`uevent`]) and rtnetlink ([`netlink`]) connect vifs;
+//! - **completion** and unpause: [`completion`].
+//!
+//! Hypervisor access (privcmd, no libxenctrl) is in [`hypervisor`]; the
+//! parent description and its cache in [`parent`]; counters in [`stats`].
+
+pub mod clone;
+pub mod completion;
+pub mod daemon;
+pub mod hypervisor;
+pub mod netlink;
+pub mod notify;
+pub mod parent;
+pub mod sim;
+pub mod source;
+pub mod stats;
+pub mod uevent;

@@ -1,0 +1,507 @@
+//! `xencloned` command line. See `xencloned --help`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tracing_subscriber::filter::LevelFilter;
+use xen_clone_abi::{XEN_CLONE_DEV_PATH, XEN_CLONE_ENABLE_PAGE_SHARING_POOL, XenCloneInfo};
+use xencloned::clone::{Options, XsMode};
+use xencloned::daemon::{Config, Daemon, Deps};
+use xencloned::hypervisor::Privcmd;
+use xencloned::netlink::{NetOps, Rtnl};
+use xencloned::source::{CloneSource, DeviceSource};
+use xencloned::uevent::KernelUevents;
+use xenstore::{Client, Dialect, Endpoint};
+
+/// Dom0 clone daemon: gives each cloned Xen domain its Xenstore trees,
+/// console and vifs, then completes the clone through /dev/xen/clone and
+/// unpauses the child. Compatible with Nephele's xencloned options.
+#[derive(Parser, Debug)]
+#[command(name = "xencloned", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Run in the background (fork + setsid). Unlike Nephele's -D, logs are
+    /// kept: they go to --log-file.
+    #[arg(short = 'D', long = "daemon")]
+    daemon: bool,
+    /// Cache parent descriptions (at most 32, LRU); an entry is dropped when
+    /// the parent's control/shutdown changes or @releaseDomain shows it gone.
+    #[arg(short = 'c', long = "cache")]
+    cache: bool,
+    /// Leave clones paused after completion (fuzzing).
+    #[arg(short = 'p', long = "paused")]
+    paused: bool,
+    /// Ring pages. The kernel module owns the ring now (module parameter
+    /// ring_pages): the daemon only checks this against the device and
+    /// warns if they differ.
+    #[arg(short = 'r', long = "ring-pages-num", value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=32))]
+    ring_pages: Option<u32>,
+    /// Skip I/O cloning (no vifs); Xenstore basic and console are still
+    /// cloned and completion is immediate.
+    #[arg(short = 'n', long = "no-io")]
+    no_io: bool,
+    /// Page-sharing-info pool. Owned by the kernel module's enable flags
+    /// now: checked against the device, with a warning if they differ.
+    #[arg(short = 'x', long = "use-page-sharing-info-pool")]
+    page_sharing_pool: bool,
+    /// Deep copy of Xenstore trees (in transactions) instead of XS_CLONE.
+    /// Automatic when the xenstored does not speak Nephele's dialect.
+    #[arg(short = 'd', long = "xenstore-deep-copy")]
+    deep_copy: bool,
+    /// Reset: the module owns enable/disable now, so this prints the
+    /// device's state (outstanding entries are re-delivered to the next
+    /// daemon) and exits.
+    #[arg(short = 'R', long = "reset")]
+    reset: bool,
+    /// Clone device.
+    #[arg(long, value_name = "PATH", default_value = XEN_CLONE_DEV_PATH)]
+    device: PathBuf,
+    /// Xenstore socket or device [default: $XENSTORED_PATH,
+    /// $XENSTORED_RUNDIR/socket, /run/xenstored/socket, /dev/xen/xenbus].
+    #[arg(long, value_name = "PATH")]
+    xenstore: Option<PathBuf>,
+    /// Xenstore wire numbering: upstream (22 = DIRECTORY_PART) or nephele
+    /// (22 = XS_CLONE, 23 = DIRECTORY_PART); auto probes the daemon.
+    #[arg(long, value_enum, default_value_t = DialectArg::Auto)]
+    dialect: DialectArg,
+    /// privcmd device (foreign maps and domctl hypercalls).
+    #[arg(long, value_name = "PATH", default_value = "/dev/xen/privcmd")]
+    privcmd: PathBuf,
+    /// XEN_DOMCTL interface version: auto (probe), or e.g. 0x14 (Nephele's
+    /// Xen) / 0x15 (Xen 4.17).
+    #[arg(long, value_name = "VER", default_value = "auto", value_parser = parse_version)]
+    domctl_version: VersionArg,
+    /// How long a cloned vif may wait for netback's online uevent before
+    /// sysfs/Xenstore are re-checked and the vif is failed.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    vif_timeout_ms: u64,
+    /// After connecting a clone's vif, send one ARP request through it from
+    /// the gateway to the guest IP (backend `ip` = "<ip> <mask> <gw>"), so
+    /// the clone learns the gateway through its own vif.
+    #[arg(long)]
+    garp: bool,
+    /// Stats file (JSON), read by `xencloned status`.
+    #[arg(long, value_name = "PATH", default_value = "/run/xencloned/stats.json")]
+    stats_file: PathBuf,
+    /// Log file used with -D.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/log/xen/xencloned.log"
+    )]
+    log_file: PathBuf,
+    /// Log level (error, warn, info, debug, trace).
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: LevelFilter,
+    /// Testing aid: no hypervisor access (no privcmd). MFNs read as 0, so
+    /// no page copies, no XS_INTRODUCE and no unpause; Xenstore, console,
+    /// vifs and completion run as usual. For the device's simulate=1 mode.
+    #[arg(long)]
+    no_hypervisor: bool,
+    /// Test only: no Xen. A simulated clone device (no entries) and
+    /// hypervisor; exercises start-up, notify, signals and shutdown.
+    #[arg(long, hide = true)]
+    simulate: bool,
+    /// sysfs root (tests).
+    #[arg(long, value_name = "PATH", default_value = "/sys", hide = true)]
+    sysfs: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DialectArg {
+    Auto,
+    Upstream,
+    Nephele,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum VersionArg {
+    Auto,
+    Fixed(u32),
+}
+
+fn parse_version(s: &str) -> Result<VersionArg, String> {
+    if s == "auto" {
+        return Ok(VersionArg::Auto);
+    }
+    let v = match s.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    v.map(VersionArg::Fixed).map_err(|e| format!("{s:?}: {e}"))
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Print the daemon's counters and latencies (the stats file).
+    Status {
+        #[arg(long, value_name = "PATH", default_value = "/run/xencloned/stats.json")]
+        stats_file: PathBuf,
+    },
+    /// Print /dev/xen/clone's configuration and counters.
+    Info {
+        #[arg(long, value_name = "PATH", default_value = XEN_CLONE_DEV_PATH)]
+        device: PathBuf,
+    },
+    /// Exercise the in-process rtnetlink operations (test VM).
+    Net {
+        #[command(subcommand)]
+        op: NetCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum NetCmd {
+    /// Enslave DEV into MASTER (must be a bond), then bring DEV up.
+    Enslave { dev: String, master: String },
+    /// Release DEV from its master.
+    Release { dev: String },
+    /// Bring DEV up.
+    Up { dev: String },
+    /// Print the kind of DEV (bond, bridge, other, missing) and its master.
+    Kind { dev: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Status { stats_file }) => return status(&stats_file),
+        Some(Cmd::Info { device }) => {
+            init_logging(LevelFilter::INFO);
+            return info(&device);
+        }
+        Some(Cmd::Net { op }) => {
+            init_logging(LevelFilter::INFO);
+            return net(op);
+        }
+        None => {}
+    }
+    let a = cli.run;
+    if a.daemon
+        && let Err(e) = daemonize(&a.log_file)
+    {
+        eprintln!("xencloned: -D: {e}");
+        return ExitCode::FAILURE;
+    }
+    init_logging(a.log_level);
+    match run(a) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(level: LevelFilter) {
+    let ansi = nix::unistd::isatty(std::io::stderr()).unwrap_or(false);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(ansi)
+        .init();
+}
+
+/// Background mode that keeps the logs: stderr goes to `log_file`.
+fn daemonize(log_file: &std::path::Path) -> Result<(), String> {
+    if let Some(dir) = log_file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file)
+        .map_err(|e| format!("{}: {e}", log_file.display()))?;
+    nix::unistd::daemon(false, false).map_err(|e| format!("daemon(): {e}"))?;
+    // SAFETY: dup2 onto stderr of a live fd we own; stdio is not in use by
+    // other threads (none exist yet).
+    if unsafe { libc::dup2(log.as_raw_fd(), 2) } < 0 {
+        return Err(format!("dup2: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    // With --simulate, `_sim` keeps the simulated device's other end alive.
+    let (mut source, _sim): (Box<dyn CloneSource>, Option<xencloned::source::SimHandle>) =
+        if a.simulate {
+            let info = XenCloneInfo {
+                version: xen_clone_abi::XEN_CLONE_ABI_VERSION,
+                ring_pages: 1,
+                entries_num: 128,
+                flags: xen_clone_abi::XEN_CLONE_INFO_SIMULATED,
+                ..Default::default()
+            };
+            let (s, handle) = xencloned::source::SimSource::new(info)?;
+            (Box::new(s), Some(handle))
+        } else {
+            (Box::new(DeviceSource::open(&a.device)?), None)
+        };
+    let info = source.info()?;
+    if let Some(i) = &info {
+        check_device_config(i, a.ring_pages, a.page_sharing_pool);
+    }
+    if a.reset {
+        if let Some(i) = &info {
+            print_info(i);
+        }
+        println!(
+            "The kernel module owns the clone ring: nothing to disable. Entries not completed are re-delivered to the next xencloned; unload xen_clone_dev to disable cloning."
+        );
+        return Ok(());
+    }
+    let endpoint = a
+        .xenstore
+        .as_deref()
+        .map(Endpoint::from_path)
+        .unwrap_or_else(Endpoint::from_env);
+    let mut xs = Client::connect(&endpoint, Dialect::Upstream)?;
+    let dialect = match a.dialect {
+        DialectArg::Upstream => Dialect::Upstream,
+        DialectArg::Nephele => Dialect::Nephele,
+        DialectArg::Auto => xs.detect_dialect()?,
+    };
+    xs.set_dialect(dialect);
+    let mode = if a.deep_copy || dialect == Dialect::Upstream {
+        XsMode::DeepCopy
+    } else {
+        XsMode::XsClone
+    };
+    if !a.deep_copy && dialect == Dialect::Upstream {
+        tracing::warn!(
+            "xenstored at {endpoint} speaks the upstream dialect (no XS_CLONE): using deep copy"
+        );
+    }
+    tracing::info!(?dialect, ?mode, xenstore = %endpoint, "xenstore");
+    let version = match a.domctl_version {
+        VersionArg::Auto => None,
+        VersionArg::Fixed(v) => Some(v),
+    };
+    let hv: Box<dyn xencloned::hypervisor::Hypervisor> = if a.simulate || a.no_hypervisor {
+        Box::new(xencloned::hypervisor::NoHypervisor)
+    } else {
+        Box::new(Privcmd::open(&a.privcmd, version)?)
+    };
+    let net = Rtnl::open(a.sysfs.clone())?;
+    let uevents = KernelUevents::open()?;
+    let cfg = Config {
+        opts: Options {
+            mode,
+            skip_io: a.no_io,
+            leave_paused: a.paused,
+            vif_timeout: Duration::from_millis(a.vif_timeout_ms),
+            garp: a.garp,
+        },
+        cache: a.cache,
+        stats_file: Some(a.stats_file.clone()),
+        signals: true,
+    };
+    let mut d = Daemon::new(
+        Deps {
+            source,
+            uevents: Box::new(uevents),
+            xs,
+            hv,
+            net: Box::new(net),
+        },
+        cfg,
+    )?;
+    d.reconcile();
+    let _ = xencloned::notify::notify(&format!(
+        "READY=1\nMAINPID={}\nSTATUS=consuming clone notifications",
+        std::process::id()
+    ));
+    tracing::info!(device = %a.device.display(), "ready");
+    d.run()?;
+    let _ = xencloned::notify::notify("STOPPING=1");
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn check_device_config(i: &XenCloneInfo, ring_pages: Option<u32>, pool: bool) {
+    if let Some(r) = ring_pages
+        && r != i.ring_pages
+    {
+        tracing::warn!(
+            "-r {r} ignored: the ring belongs to the kernel module, which uses {} page(s) ({} entries); reload xen_clone_dev with ring_pages={r} to change it",
+            i.ring_pages,
+            i.entries_num
+        );
+    }
+    let dev_pool = i.enable_flags & XEN_CLONE_ENABLE_PAGE_SHARING_POOL != 0;
+    if pool != dev_pool {
+        tracing::warn!(
+            "-x {}: the kernel module enabled cloning {} the page-sharing-info pool; this flag cannot change it (module parameter)",
+            if pool { "given" } else { "not given" },
+            if dev_pool { "WITH" } else { "WITHOUT" }
+        );
+    }
+}
+
+fn print_info(i: &XenCloneInfo) {
+    println!(
+        "abi {} ring_pages {} entries {} enable_flags {:#x} prod {} cons {} queued {} outstanding {} orphan_timeout {}s flags {:#x}",
+        i.version,
+        i.ring_pages,
+        i.entries_num,
+        i.enable_flags,
+        i.prod_idx,
+        i.cons_idx,
+        i.queued,
+        i.outstanding,
+        i.orphan_timeout_secs,
+        i.flags
+    );
+    let c = &i.counters;
+    println!(
+        "notifications {} completions {} redeliveries {} auto_completions {} ring_full {} bad_ids {} ring_corruptions {} hypervisor_errors {}",
+        c.notifications,
+        c.completions,
+        c.redeliveries,
+        c.auto_completions,
+        c.ring_full,
+        c.bad_ids,
+        c.ring_corruptions,
+        c.hypervisor_errors
+    );
+}
+
+fn info(device: &std::path::Path) -> ExitCode {
+    match DeviceSource::open(device).and_then(|mut s| s.info()) {
+        Ok(Some(i)) => {
+            print_info(&i);
+            ExitCode::SUCCESS
+        }
+        Ok(None) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xencloned: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(path: &std::path::Path) -> ExitCode {
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            print!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "xencloned: {}: {e} (is the daemon running with --stats-file {}?)",
+                path.display(),
+                path.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn net(op: NetCmd) -> ExitCode {
+    let mut n = match Rtnl::open(PathBuf::from("/sys")) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("xencloned: rtnetlink: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = match op {
+        NetCmd::Enslave { dev, master } => {
+            xencloned::clone::vif::enslave(&mut n, &dev, &master).map_err(|e| e.to_string())
+        }
+        NetCmd::Release { dev } => n.release(&dev).map_err(|e| e.to_string()),
+        NetCmd::Up { dev } => n.set_up(&dev).map_err(|e| e.to_string()),
+        NetCmd::Kind { dev } => {
+            println!(
+                "{dev}: {:?} master={:?}",
+                n.master_kind(&dev),
+                n.master_of(&dev)
+            );
+            Ok(())
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xencloned: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn nephele_flags_parse() {
+        let c = Cli::try_parse_from(["xencloned", "-D", "-c", "-p", "-r", "4", "-n", "-x", "-d"])
+            .expect("parse");
+        let a = c.run;
+        assert!(a.daemon && a.cache && a.paused && a.no_io && a.page_sharing_pool && a.deep_copy);
+        assert_eq!(a.ring_pages, Some(4));
+        let c = Cli::try_parse_from([
+            "xencloned",
+            "--daemon",
+            "--cache",
+            "--paused",
+            "--ring-pages-num",
+            "2",
+            "--no-io",
+            "--use-page-sharing-info-pool",
+            "--xenstore-deep-copy",
+            "--reset",
+        ])
+        .expect("parse long names");
+        assert!(c.run.reset && c.run.cache && c.run.deep_copy);
+        assert!(Cli::try_parse_from(["xencloned", "-r", "0"]).is_err());
+        assert!(Cli::try_parse_from(["xencloned", "-r", "33"]).is_err());
+        assert!(Cli::try_parse_from(["xencloned", "stray"]).is_err());
+    }
+
+    #[test]
+    fn domctl_version_values() {
+        assert!(matches!(parse_version("auto"), Ok(VersionArg::Auto)));
+        assert!(matches!(parse_version("0x14"), Ok(VersionArg::Fixed(0x14))));
+        assert!(matches!(parse_version("21"), Ok(VersionArg::Fixed(21))));
+        assert!(parse_version("0xzz").is_err());
+    }
+
+    #[test]
+    fn help_documents_every_flag() {
+        let help = Cli::command().render_help().to_string();
+        for f in [
+            "--daemon",
+            "--cache",
+            "--paused",
+            "--ring-pages-num",
+            "--no-io",
+            "--use-page-sharing-info-pool",
+            "--xenstore-deep-copy",
+            "--reset",
+            "--dialect",
+            "--domctl-version",
+            "--vif-timeout-ms",
+            "--stats-file",
+            "--log-file",
+        ] {
+            assert!(help.contains(f), "{f} missing from --help");
+        }
+    }
+}

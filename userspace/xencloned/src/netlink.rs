@@ -1,0 +1,600 @@
+//! Network operations on clone vifs, in-process (no `ip` child processes):
+//! rtnetlink `RTM_NEWLINK` with `IFLA_MASTER` (enslave / release) and
+//! `IFF_UP`, plus sysfs look-ups (bond or bridge, netdev present, master).
+//!
+//! [`NetOps`] is the seam the pipeline uses; [`Rtnl`] is the real one and is
+//! exercised by `xencloned net ...` inside the test VM (the host has no
+//! bonding) and, for the generic parts, against a bridge in a private
+//! network namespace in this crate's tests.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// What kind of master a vif is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MasterKind {
+    Bond,
+    Bridge,
+    Other,
+    Missing,
+}
+
+/// Parses a `/sys/class/net/<dev>/uevent` file's `DEVTYPE`.
+pub fn master_kind_from_uevent(text: &str) -> MasterKind {
+    match text
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVTYPE="))
+        .map(str::trim)
+    {
+        Some("bond") => MasterKind::Bond,
+        Some("bridge") => MasterKind::Bridge,
+        _ => MasterKind::Other,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("{dev}: no such network device")]
+    NoDevice { dev: String },
+    #[error("{op} {dev}: {source}")]
+    Netlink {
+        op: &'static str,
+        dev: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The network operations the clone pipeline needs.
+pub trait NetOps {
+    /// Kind of the device `name` (sysfs `DEVTYPE`).
+    fn master_kind(&self, name: &str) -> MasterKind;
+    /// Whether the netdev exists (lost-uevent recovery).
+    fn exists(&self, name: &str) -> bool;
+    /// Current master of `dev`, if any.
+    fn master_of(&self, dev: &str) -> Option<String>;
+    /// `ip link set <dev> master <master>` (the device must be down for bonds).
+    fn set_master(&mut self, dev: &str, master: &str) -> Result<(), NetError>;
+    /// `ip link set <dev> nomaster`.
+    fn release(&mut self, dev: &str) -> Result<(), NetError>;
+    /// `ip link set <dev> up`.
+    fn set_up(&mut self, dev: &str) -> Result<(), NetError>;
+    /// Sends one ARP request out of `dev` claiming `sender_ip` (with
+    /// `dev`'s MAC) and asking for `target_ip`: what Nephele's experiments
+    /// did with `arping -I <vif> <guest-ip> -s <gw-ip>`, so a clone learns
+    /// the gateway's MAC through its own vif.
+    fn send_arp(
+        &mut self,
+        dev: &str,
+        sender_ip: Ipv4Addr,
+        target_ip: Ipv4Addr,
+    ) -> Result<(), NetError>;
+}
+
+/// Parses a backend `ip` value (`"<ip> <mask> <gw>"`): (guest ip, gateway).
+pub fn parse_backend_ip(v: &str) -> Option<(Ipv4Addr, Option<Ipv4Addr>)> {
+    let mut it = v.split_whitespace();
+    let ip = it.next()?.parse().ok()?;
+    let _mask = it.next();
+    let gw = it.next().and_then(|g| g.parse().ok());
+    Some((ip, gw))
+}
+
+/// Parses `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut n = 0;
+    for (i, part) in s.trim().split(':').enumerate() {
+        *out.get_mut(i)? = u8::from_str_radix(part, 16).ok()?;
+        n = i + 1;
+    }
+    (n == 6).then_some(out)
+}
+
+/// An Ethernet broadcast ARP request (42 bytes).
+pub fn arp_request_frame(src_mac: [u8; 6], sender_ip: Ipv4Addr, target_ip: Ipv4Addr) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&src_mac);
+    f[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    f[14..16].copy_from_slice(&1u16.to_be_bytes()); // Ethernet
+    f[16..18].copy_from_slice(&0x0800u16.to_be_bytes()); // IPv4
+    f[18] = 6;
+    f[19] = 4;
+    f[20..22].copy_from_slice(&1u16.to_be_bytes()); // request
+    f[22..28].copy_from_slice(&src_mac);
+    f[28..32].copy_from_slice(&sender_ip.octets());
+    // target MAC stays zero
+    f[38..42].copy_from_slice(&target_ip.octets());
+    f
+}
+
+/// Sends a raw Ethernet frame out of interface `ifindex` (AF_PACKET).
+pub fn send_frame(ifindex: i32, frame: &[u8]) -> io::Result<()> {
+    let proto = (libc::ETH_P_ARP as u16).to_be();
+    // SAFETY: plain socket(2); result checked and owned.
+    let raw = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            i32::from(proto),
+        )
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd exclusively owned from here on.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = proto;
+    addr.sll_ifindex = ifindex;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    // SAFETY: valid fd, live frame buffer and a properly sized sockaddr_ll.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&addr as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+const RTM_NEWLINK: u16 = 16;
+const NLM_F_REQUEST: u16 = 1;
+const NLM_F_ACK: u16 = 4;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_EXCL: u16 = 0x200;
+const NLMSG_ERROR: u16 = 2;
+const IFLA_IFNAME: u16 = 3;
+const IFLA_MASTER: u16 = 10;
+const IFLA_LINKINFO: u16 = 18;
+const IFLA_INFO_KIND: u16 = 1;
+const NLA_F_NESTED: u16 = 0x8000;
+
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Appends one netlink attribute.
+pub fn push_attr(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    buf.extend_from_slice(&(len as u16).to_ne_bytes());
+    buf.extend_from_slice(&ty.to_ne_bytes());
+    buf.extend_from_slice(payload);
+    buf.resize(align4(buf.len()), 0);
+}
+
+/// Encodes an `RTM_NEWLINK` request: header, `ifinfomsg`, attributes.
+pub fn newlink_msg(
+    seq: u32,
+    flags: u16,
+    ifindex: i32,
+    ifi_flags: u32,
+    ifi_change: u32,
+    attrs: &[u8],
+) -> Vec<u8> {
+    let mut m = Vec::with_capacity(64);
+    m.extend_from_slice(&0u32.to_ne_bytes()); // length, patched below
+    m.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
+    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | flags).to_ne_bytes());
+    m.extend_from_slice(&seq.to_ne_bytes());
+    m.extend_from_slice(&0u32.to_ne_bytes()); // pid
+    // struct ifinfomsg { u8 family, u8 pad, u16 type, i32 index, u32 flags, u32 change }
+    m.push(libc::AF_UNSPEC as u8);
+    m.push(0);
+    m.extend_from_slice(&0u16.to_ne_bytes());
+    m.extend_from_slice(&ifindex.to_ne_bytes());
+    m.extend_from_slice(&ifi_flags.to_ne_bytes());
+    m.extend_from_slice(&ifi_change.to_ne_bytes());
+    m.extend_from_slice(attrs);
+    let len = m.len() as u32;
+    m[..4].copy_from_slice(&len.to_ne_bytes());
+    m
+}
+
+/// Parses the ack of a request: `Ok(0)` or the negative errno, for `seq`.
+pub fn parse_ack(buf: &[u8], seq: u32) -> Option<i32> {
+    let mut off = 0;
+    while off + 16 <= buf.len() {
+        let word = |o: usize| u32::from_ne_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
+        let len = word(off) as usize;
+        let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+        let mseq = word(off + 8);
+        if len < 16 || off + len > buf.len() {
+            return None;
+        }
+        if ty == NLMSG_ERROR && mseq == seq && len >= 20 {
+            return Some(word(off + 16) as i32);
+        }
+        off += align4(len);
+    }
+    None
+}
+
+/// Real implementation: rtnetlink socket + sysfs.
+pub struct Rtnl {
+    fd: OwnedFd,
+    seq: u32,
+    sysfs: PathBuf,
+}
+
+impl Rtnl {
+    pub fn open(sysfs_root: PathBuf) -> io::Result<Rtnl> {
+        // SAFETY: plain socket(2); result checked and owned.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Rtnl {
+            // SAFETY: fresh fd exclusively owned from here on.
+            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            seq: 1,
+            sysfs: sysfs_root,
+        })
+    }
+
+    fn ifindex(&self, dev: &str) -> Result<i32, NetError> {
+        nix::net::if_::if_nametoindex(dev)
+            .map(|i| i as i32)
+            .map_err(|_| NetError::NoDevice { dev: dev.into() })
+    }
+
+    fn request(
+        &mut self,
+        op: &'static str,
+        dev: &str,
+        msg_for_seq: impl FnOnce(u32) -> Vec<u8>,
+    ) -> Result<(), NetError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let msg = msg_for_seq(seq);
+        let err = |source: io::Error| NetError::Netlink {
+            op,
+            dev: dev.into(),
+            source,
+        };
+        // SAFETY: valid fd; buffer pointer/length from a live Vec. The
+        // kernel is the default destination of an unbound netlink socket.
+        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
+        if n < 0 {
+            return Err(err(io::Error::last_os_error()));
+        }
+        let mut buf = vec![0u8; 8192];
+        loop {
+            // SAFETY: valid fd, live buffer.
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(err(e));
+            }
+            match parse_ack(&buf[..n as usize], seq) {
+                Some(0) => return Ok(()),
+                Some(e) => return Err(err(io::Error::from_raw_os_error(-e))),
+                None => continue,
+            }
+        }
+    }
+
+    /// Creates a link of `kind` (e.g. `bridge`, `dummy`): test helper.
+    pub fn create_link(&mut self, name: &str, kind: &str) -> Result<(), NetError> {
+        let mut attrs = Vec::new();
+        let mut n = name.as_bytes().to_vec();
+        n.push(0);
+        push_attr(&mut attrs, IFLA_IFNAME, &n);
+        let mut info = Vec::new();
+        push_attr(&mut info, IFLA_INFO_KIND, kind.as_bytes());
+        push_attr(&mut attrs, IFLA_LINKINFO | NLA_F_NESTED, &info);
+        self.request("create", name, |seq| {
+            newlink_msg(seq, NLM_F_CREATE | NLM_F_EXCL, 0, 0, 0, &attrs)
+        })
+    }
+
+    /// Creates a veth pair `name`/`peer`: test helper.
+    pub fn create_veth(&mut self, name: &str, peer: &str) -> Result<(), NetError> {
+        let cstr = |s: &str| {
+            let mut v = s.as_bytes().to_vec();
+            v.push(0);
+            v
+        };
+        let mut peer_msg = vec![0u8; 16]; // struct ifinfomsg, all zero
+        push_attr(&mut peer_msg, IFLA_IFNAME, &cstr(peer));
+        let mut data = Vec::new();
+        push_attr(&mut data, 1 /* VETH_INFO_PEER */ | NLA_F_NESTED, &peer_msg);
+        let mut info = Vec::new();
+        push_attr(&mut info, IFLA_INFO_KIND, b"veth");
+        push_attr(&mut info, 2 /* IFLA_INFO_DATA */ | NLA_F_NESTED, &data);
+        let mut attrs = Vec::new();
+        push_attr(&mut attrs, IFLA_IFNAME, &cstr(name));
+        push_attr(&mut attrs, IFLA_LINKINFO | NLA_F_NESTED, &info);
+        self.request("create", name, |seq| {
+            newlink_msg(seq, NLM_F_CREATE | NLM_F_EXCL, 0, 0, 0, &attrs)
+        })
+    }
+
+    fn set_master_index(
+        &mut self,
+        op: &'static str,
+        dev: &str,
+        master: u32,
+    ) -> Result<(), NetError> {
+        let idx = self.ifindex(dev)?;
+        let mut attrs = Vec::new();
+        push_attr(&mut attrs, IFLA_MASTER, &master.to_ne_bytes());
+        self.request(op, dev, |seq| newlink_msg(seq, 0, idx, 0, 0, &attrs))
+    }
+}
+
+impl NetOps for Rtnl {
+    fn master_kind(&self, name: &str) -> MasterKind {
+        match std::fs::read_to_string(self.sysfs.join("class/net").join(name).join("uevent")) {
+            Ok(t) => master_kind_from_uevent(&t),
+            Err(_) => MasterKind::Missing,
+        }
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.sysfs.join("class/net").join(name).exists()
+    }
+
+    fn master_of(&self, dev: &str) -> Option<String> {
+        let link =
+            std::fs::read_link(self.sysfs.join("class/net").join(dev).join("master")).ok()?;
+        link.file_name().map(|f| f.to_string_lossy().into_owned())
+    }
+
+    fn set_master(&mut self, dev: &str, master: &str) -> Result<(), NetError> {
+        let m = self.ifindex(master)? as u32;
+        self.set_master_index("enslave", dev, m)
+    }
+
+    fn release(&mut self, dev: &str) -> Result<(), NetError> {
+        self.set_master_index("nomaster", dev, 0)
+    }
+
+    fn set_up(&mut self, dev: &str) -> Result<(), NetError> {
+        let idx = self.ifindex(dev)?;
+        let up = libc::IFF_UP as u32;
+        self.request("up", dev, |seq| newlink_msg(seq, 0, idx, up, up, &[]))
+    }
+
+    fn send_arp(
+        &mut self,
+        dev: &str,
+        sender_ip: Ipv4Addr,
+        target_ip: Ipv4Addr,
+    ) -> Result<(), NetError> {
+        let idx = self.ifindex(dev)?;
+        let mac = std::fs::read_to_string(self.sysfs.join("class/net").join(dev).join("address"))
+            .ok()
+            .and_then(|m| parse_mac(&m))
+            .ok_or_else(|| NetError::NoDevice { dev: dev.into() })?;
+        send_frame(idx, &arp_request_frame(mac, sender_ip, target_ip)).map_err(|source| {
+            NetError::Netlink {
+                op: "arp",
+                dev: dev.into(),
+                source,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devtype_parsing() {
+        assert_eq!(
+            master_kind_from_uevent("DEVTYPE=bond\nINTERFACE=bond0\nIFINDEX=3\n"),
+            MasterKind::Bond
+        );
+        assert_eq!(
+            master_kind_from_uevent("DEVTYPE=bridge\nINTERFACE=br0\n"),
+            MasterKind::Bridge
+        );
+        assert_eq!(
+            master_kind_from_uevent("INTERFACE=eth0\nIFINDEX=2\n"),
+            MasterKind::Other
+        );
+    }
+
+    #[test]
+    fn newlink_encoding() {
+        let mut attrs = Vec::new();
+        push_attr(&mut attrs, IFLA_MASTER, &7u32.to_ne_bytes());
+        assert_eq!(attrs.len(), 8);
+        let m = newlink_msg(42, 0, 5, 1, 1, &attrs);
+        assert_eq!(m.len(), 16 + 16 + 8);
+        assert_eq!(u32::from_ne_bytes([m[0], m[1], m[2], m[3]]), 40);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), RTM_NEWLINK);
+        assert_eq!(u16::from_ne_bytes([m[6], m[7]]), NLM_F_REQUEST | NLM_F_ACK);
+        assert_eq!(u32::from_ne_bytes([m[8], m[9], m[10], m[11]]), 42);
+        assert_eq!(i32::from_ne_bytes([m[20], m[21], m[22], m[23]]), 5);
+        assert_eq!(&m[32..34], &8u16.to_ne_bytes());
+        assert_eq!(&m[34..36], &IFLA_MASTER.to_ne_bytes());
+        assert_eq!(&m[36..40], &7u32.to_ne_bytes());
+        // Odd-sized payloads are padded to 4 bytes.
+        let mut a = Vec::new();
+        push_attr(&mut a, IFLA_IFNAME, b"br0\0x");
+        assert_eq!(a.len(), 12);
+    }
+
+    #[test]
+    fn arp_frame_layout() {
+        let mac = parse_mac("00:16:3e:aa:bb:0c").expect("mac");
+        assert_eq!(mac, [0, 0x16, 0x3e, 0xaa, 0xbb, 0x0c]);
+        assert_eq!(parse_mac("00:16:3e"), None);
+        assert_eq!(parse_mac("00:16:3e:aa:bb:0c:11"), None);
+        let f = arp_request_frame(mac, Ipv4Addr::new(10, 8, 0, 1), Ipv4Addr::new(10, 8, 0, 3));
+        assert_eq!(&f[0..6], &[0xff; 6]);
+        assert_eq!(&f[6..12], &mac);
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        assert_eq!(&f[14..22], &[0, 1, 8, 0, 6, 4, 0, 1]);
+        assert_eq!(&f[22..28], &mac);
+        assert_eq!(&f[28..32], &[10, 8, 0, 1]);
+        assert_eq!(&f[32..38], &[0; 6]);
+        assert_eq!(&f[38..42], &[10, 8, 0, 3]);
+        assert_eq!(
+            parse_backend_ip("10.8.0.3 255.255.255.0 10.8.0.1"),
+            Some((Ipv4Addr::new(10, 8, 0, 3), Some(Ipv4Addr::new(10, 8, 0, 1))))
+        );
+        assert_eq!(
+            parse_backend_ip("10.8.0.3"),
+            Some((Ipv4Addr::new(10, 8, 0, 3), None))
+        );
+        assert_eq!(parse_backend_ip("bogus"), None);
+    }
+
+    #[test]
+    fn ack_parsing() {
+        let mut ack = Vec::new();
+        ack.extend_from_slice(&36u32.to_ne_bytes());
+        ack.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        ack.extend_from_slice(&0u16.to_ne_bytes());
+        ack.extend_from_slice(&9u32.to_ne_bytes());
+        ack.extend_from_slice(&0u32.to_ne_bytes());
+        ack.extend_from_slice(&(-(libc::EPERM)).to_ne_bytes());
+        ack.extend_from_slice(&[0u8; 16]);
+        assert_eq!(parse_ack(&ack, 9), Some(-libc::EPERM));
+        assert_eq!(parse_ack(&ack, 8), None);
+        assert_eq!(parse_ack(&ack[..10], 9), None);
+    }
+
+    /// An AF_PACKET ARP listener on `ifindex` with a 200 ms timeout.
+    fn packet_listener(ifindex: i32) -> io::Result<OwnedFd> {
+        let proto = (libc::ETH_P_ARP as u16).to_be();
+        // SAFETY: plain socket(2), checked.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                i32::from(proto),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fresh fd owned from here on.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: zeroed sockaddr_ll is valid.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = proto;
+        addr.sll_ifindex = ifindex;
+        // SAFETY: valid fd and sockaddr_ll.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                (&addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let tv = libc::timeval {
+            tv_sec: 2,
+            tv_usec: 0,
+        };
+        // SAFETY: valid fd, pointer to a live timeval.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        Ok(fd)
+    }
+
+    /// Generic rtnetlink path against a real kernel: in a private network
+    /// namespace (this thread only), create a bridge and a veth
+    /// port, enslave, bring up, release. Bonds need the QEMU kernel.
+    #[test]
+    fn rtnetlink_in_private_netns() {
+        let h = std::thread::spawn(|| -> Result<(), String> {
+            // SAFETY: unshare(2) affects only this thread's net namespace.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!(
+                    "SKIP: unshare(CLONE_NEWNET): {}",
+                    io::Error::last_os_error()
+                ));
+            }
+            let mut n = Rtnl::open(PathBuf::from("/sys")).map_err(|e| e.to_string())?;
+            n.create_link("xcbr0", "bridge")
+                .map_err(|e| format!("SKIP: create bridge: {e}"))?;
+            n.create_veth("xcport0", "xcpeer0")
+                .map_err(|e| format!("SKIP: create veth: {e}"))?;
+            n.set_master("xcport0", "xcbr0")
+                .map_err(|e| e.to_string())?;
+            n.set_up("xcport0").map_err(|e| e.to_string())?;
+            // Errors are reported with the device name and errno.
+            let e = n
+                .set_master("nonexistent0", "xcbr0")
+                .expect_err("no such device");
+            assert!(e.to_string().contains("nonexistent0"), "{e}");
+            let e = n.create_link("xcbr0", "bridge").expect_err("exists");
+            assert!(e.to_string().contains("File exists"), "{e}");
+            n.release("xcport0").map_err(|e| e.to_string())?;
+            // ARP out of one veth end arrives at the other.
+            n.set_up("xcpeer0").map_err(|e| e.to_string())?;
+            let peer = n.ifindex("xcpeer0").map_err(|e| e.to_string())?;
+            let rx = packet_listener(peer).map_err(|e| e.to_string())?;
+            let port = n.ifindex("xcport0").map_err(|e| e.to_string())?;
+            let frame = arp_request_frame(
+                [2, 0, 0, 0, 0, 1],
+                Ipv4Addr::new(10, 8, 0, 1),
+                Ipv4Addr::new(10, 8, 0, 3),
+            );
+            // The veth pair's qdisc activates asynchronously after "up":
+            // early frames may be dropped, so retry a few times.
+            let mut buf = [0u8; 128];
+            let mut got = -1;
+            for _ in 0..20 {
+                send_frame(port, &frame).map_err(|e| e.to_string())?;
+                // SAFETY: valid fd and live buffer.
+                got = unsafe { libc::recv(rx.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+                if got >= 42 {
+                    break;
+                }
+            }
+            if got < 42 {
+                return Err(format!(
+                    "no ARP frame received: {}",
+                    io::Error::last_os_error()
+                ));
+            }
+            assert_eq!(&buf[..42], &frame[..]);
+            Ok(())
+        });
+        match h.join().expect("thread") {
+            Ok(()) => {}
+            Err(e) if e.starts_with("SKIP") => eprintln!("{e}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}

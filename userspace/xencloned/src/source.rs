@@ -1,0 +1,358 @@
+//! Where clone notifications come from and where completions go:
+//! `/dev/xen/clone` ([`DeviceSource`]) or a simulation with the same ABI
+//! ([`SimSource`], for tests). **A clone enters the daemon here.**
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use xen_clone_abi::{
+    XEN_CLONE_ABI_VERSION, XEN_CLONE_IOC_COMPLETE, XEN_CLONE_IOC_INFO, XenCloneComplete,
+    XenCloneEntry, XenCloneInfo,
+};
+
+pub const ENTRY_SIZE: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("complete id {id}: {source}")]
+    Complete {
+        id: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("entry with ABI version {0}, expected {XEN_CLONE_ABI_VERSION}")]
+    Version(u32),
+    #[error("read returned {0} bytes, not a multiple of the 32-byte entry")]
+    Short(usize),
+}
+
+/// Decodes one 32-byte [`XenCloneEntry`] (native endianness, as read()).
+pub fn decode_entry(b: &[u8]) -> Result<XenCloneEntry, SourceError> {
+    if b.len() != ENTRY_SIZE {
+        return Err(SourceError::Short(b.len()));
+    }
+    let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+    let u16_at = |o: usize| u16::from_ne_bytes([b[o], b[o + 1]]);
+    let mut u64b = [0u8; 8];
+    let mut u64_at = |o: usize| {
+        u64b.copy_from_slice(&b[o..o + 8]);
+        u64::from_ne_bytes(u64b)
+    };
+    let e = XenCloneEntry {
+        version: u32_at(0),
+        flags: u32_at(4),
+        id: u32_at(8),
+        parent_domid: u16_at(12),
+        child_domid: u16_at(14),
+        parent_start_info_mfn: u64_at(16),
+        child_start_info_mfn: u64_at(24),
+    };
+    if e.version != XEN_CLONE_ABI_VERSION {
+        return Err(SourceError::Version(e.version));
+    }
+    Ok(e)
+}
+
+/// Encodes an entry as the device returns it (simulation, tests).
+pub fn encode_entry(e: &XenCloneEntry) -> [u8; ENTRY_SIZE] {
+    let mut b = [0u8; ENTRY_SIZE];
+    b[0..4].copy_from_slice(&e.version.to_ne_bytes());
+    b[4..8].copy_from_slice(&e.flags.to_ne_bytes());
+    b[8..12].copy_from_slice(&e.id.to_ne_bytes());
+    b[12..14].copy_from_slice(&e.parent_domid.to_ne_bytes());
+    b[14..16].copy_from_slice(&e.child_domid.to_ne_bytes());
+    b[16..24].copy_from_slice(&e.parent_start_info_mfn.to_ne_bytes());
+    b[24..32].copy_from_slice(&e.child_start_info_mfn.to_ne_bytes());
+    b
+}
+
+/// A pollable source of clone entries that takes completions.
+pub trait CloneSource {
+    /// Readable when entries are pending.
+    fn fd(&self) -> BorrowedFd<'_>;
+    /// Every pending entry (non-blocking; empty if none).
+    fn read_entries(&mut self) -> Result<Vec<XenCloneEntry>, SourceError>;
+    /// Completes entry `id` (hypervisor releases the parent's wait on it).
+    fn complete(&mut self, id: u32) -> Result<(), SourceError>;
+    /// Device configuration and counters, if the source has any.
+    fn info(&mut self) -> Result<Option<XenCloneInfo>, SourceError>;
+}
+
+/// `/dev/xen/clone`.
+pub struct DeviceSource {
+    file: File,
+    path: String,
+}
+
+impl DeviceSource {
+    pub fn open(path: &Path) -> Result<DeviceSource, SourceError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|source| SourceError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(DeviceSource {
+            file,
+            path: path.display().to_string(),
+        })
+    }
+}
+
+impl CloneSource for DeviceSource {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    fn read_entries(&mut self) -> Result<Vec<XenCloneEntry>, SourceError> {
+        let mut out = Vec::new();
+        let mut buf = [0u8; ENTRY_SIZE * 64];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => return Ok(out),
+                Ok(n) if n % ENTRY_SIZE != 0 => return Err(SourceError::Short(n)),
+                Ok(n) => {
+                    for chunk in buf[..n].chunks_exact(ENTRY_SIZE) {
+                        // One undecodable entry must not lose the others
+                        // of the same read (they are outstanding now).
+                        match decode_entry(chunk) {
+                            Ok(e) => out.push(e),
+                            Err(e) => {
+                                tracing::error!(path = %self.path, "dropping clone entry: {e}")
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(source) => {
+                    return Err(SourceError::Io {
+                        path: self.path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, id: u32) -> Result<(), SourceError> {
+        let arg = XenCloneComplete { id, flags: 0 };
+        // SAFETY: the ioctl reads the 8-byte struct we pass by pointer.
+        let r = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                XEN_CLONE_IOC_COMPLETE as libc::c_ulong,
+                &arg as *const XenCloneComplete,
+            )
+        };
+        if r < 0 {
+            return Err(SourceError::Complete {
+                id,
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    fn info(&mut self) -> Result<Option<XenCloneInfo>, SourceError> {
+        let mut info = XenCloneInfo::default();
+        // SAFETY: the ioctl writes one XenCloneInfo into `info`.
+        let r = unsafe {
+            libc::ioctl(
+                self.file.as_raw_fd(),
+                XEN_CLONE_IOC_INFO as libc::c_ulong,
+                &mut info as *mut XenCloneInfo,
+            )
+        };
+        if r < 0 {
+            return Err(SourceError::Io {
+                path: self.path.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(Some(info))
+    }
+}
+
+/// Shared state of a simulated device: what the test queued and what the
+/// daemon completed.
+#[derive(Default, Debug)]
+pub struct SimState {
+    pub queued: VecDeque<XenCloneEntry>,
+    pub outstanding: Vec<u32>,
+    pub completed: Vec<u32>,
+    /// Completion attempts for ids not outstanding (must stay empty).
+    pub bad_completions: Vec<u32>,
+    pub info: XenCloneInfo,
+}
+
+/// Simulated `/dev/xen/clone`: same entries and completion rules (an id
+/// can be completed once, only after it was read), pollable via a pipe.
+pub struct SimSource {
+    state: Arc<Mutex<SimState>>,
+    rx: std::os::unix::net::UnixStream,
+}
+
+/// The test's handle on a [`SimSource`].
+#[derive(Clone)]
+pub struct SimHandle {
+    pub state: Arc<Mutex<SimState>>,
+    tx: Arc<std::os::unix::net::UnixStream>,
+}
+
+impl SimHandle {
+    /// Queues an entry (as the hypervisor + module would) and wakes the poller.
+    pub fn push(&self, e: XenCloneEntry) {
+        if let Ok(mut s) = self.state.lock() {
+            s.queued.push_back(e);
+        }
+        let _ = (&*self.tx).write_all(&[1]);
+    }
+
+    pub fn completed(&self) -> Vec<u32> {
+        self.state
+            .lock()
+            .map(|s| s.completed.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn bad_completions(&self) -> Vec<u32> {
+        self.state
+            .lock()
+            .map(|s| s.bad_completions.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl SimSource {
+    pub fn new(info: XenCloneInfo) -> io::Result<(SimSource, SimHandle)> {
+        let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        let state = Arc::new(Mutex::new(SimState {
+            info,
+            ..Default::default()
+        }));
+        Ok((
+            SimSource {
+                state: state.clone(),
+                rx,
+            },
+            SimHandle {
+                state,
+                tx: Arc::new(tx),
+            },
+        ))
+    }
+}
+
+impl CloneSource for SimSource {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.rx.as_fd()
+    }
+
+    fn read_entries(&mut self) -> Result<Vec<XenCloneEntry>, SourceError> {
+        let mut drain = [0u8; 64];
+        while let Ok(n) = (&self.rx).read(&mut drain) {
+            if n == 0 {
+                break;
+            }
+        }
+        let mut s = self.state.lock().map_err(|_| SourceError::Short(0))?;
+        let out: Vec<_> = s.queued.drain(..).collect();
+        // Round-trip through the wire encoding, as the device would.
+        let mut decoded = Vec::with_capacity(out.len());
+        for e in &out {
+            decoded.push(decode_entry(&encode_entry(e))?);
+            s.outstanding.push(e.id);
+        }
+        Ok(decoded)
+    }
+
+    fn complete(&mut self, id: u32) -> Result<(), SourceError> {
+        let mut s = self.state.lock().map_err(|_| SourceError::Short(0))?;
+        if let Some(i) = s.outstanding.iter().position(|x| *x == id) {
+            s.outstanding.swap_remove(i);
+            s.completed.push(id);
+            s.info.counters.completions += 1;
+            Ok(())
+        } else {
+            s.bad_completions.push(id);
+            Err(SourceError::Complete {
+                id,
+                source: io::Error::from_raw_os_error(libc::ENOENT),
+            })
+        }
+    }
+
+    fn info(&mut self) -> Result<Option<XenCloneInfo>, SourceError> {
+        Ok(self.state.lock().ok().map(|s| s.info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xen_clone_abi::XEN_CLONE_ENTRY_REDELIVERED;
+
+    fn entry(id: u32) -> XenCloneEntry {
+        XenCloneEntry {
+            version: XEN_CLONE_ABI_VERSION,
+            flags: XEN_CLONE_ENTRY_REDELIVERED,
+            id,
+            parent_domid: 3,
+            child_domid: 0x1234,
+            parent_start_info_mfn: 0x1122_3344_5566,
+            child_start_info_mfn: 0x99,
+        }
+    }
+
+    #[test]
+    fn entry_codec_matches_abi_layout() {
+        let e = entry(7);
+        let b = encode_entry(&e);
+        assert_eq!(&b[8..12], &7u32.to_ne_bytes());
+        assert_eq!(&b[12..14], &3u16.to_ne_bytes());
+        assert_eq!(&b[14..16], &0x1234u16.to_ne_bytes());
+        assert_eq!(decode_entry(&b).expect("valid"), e);
+        // Same bytes as the in-memory repr(C) struct.
+        // SAFETY: XenCloneEntry is repr(C), 32 bytes, no padding.
+        let raw: [u8; 32] = unsafe { std::mem::transmute(e) };
+        assert_eq!(raw, b);
+        let mut bad = b;
+        bad[0] = 9;
+        assert!(matches!(decode_entry(&bad), Err(SourceError::Version(9))));
+        assert!(matches!(
+            decode_entry(&b[..31]),
+            Err(SourceError::Short(31))
+        ));
+    }
+
+    #[test]
+    fn sim_source_enforces_completion_rules() {
+        let (mut src, h) = SimSource::new(XenCloneInfo::default()).expect("sim");
+        assert!(src.read_entries().expect("read").is_empty());
+        assert!(src.complete(1).is_err(), "never handed out");
+        h.push(entry(1));
+        h.push(entry(2));
+        let got = src.read_entries().expect("read");
+        assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2]);
+        src.complete(2).expect("complete");
+        assert!(src.complete(2).is_err(), "twice");
+        src.complete(1).expect("complete");
+        assert_eq!(h.completed(), vec![2, 1]);
+        assert_eq!(h.bad_completions(), vec![1, 2]);
+    }
+}

@@ -1,0 +1,146 @@
+//! The `xencloned` binary itself: start-up against a real xenstored with a
+//! simulated device (`--simulate`), sd_notify READY, stats file, clean exit
+//! on SIGTERM through the signalfd, `status` subcommand.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use xenstore::testing::Xenstored;
+
+#[test]
+fn starts_notifies_and_stops_cleanly_on_sigterm() {
+    let Some(xs) = Xenstored::start("starts_notifies_and_stops_cleanly_on_sigterm") else {
+        return;
+    };
+    let dir = xs.run_dir().to_path_buf();
+    let notify = dir.join("notify");
+    let rx = UnixDatagram::bind(&notify).expect("bind notify");
+    rx.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let stats = dir.join("stats.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .arg("--simulate")
+        .arg("--cache")
+        .arg("--xenstore")
+        .arg(xs.socket())
+        .arg("--stats-file")
+        .arg(&stats)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xencloned");
+    let mut buf = [0u8; 256];
+    let n = rx.recv(&mut buf).expect("READY notification");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(msg.starts_with("READY=1"), "{msg}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stats.exists() {
+        assert!(Instant::now() < deadline, "stats file never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .args(["status", "--stats-file"])
+        .arg(&stats)
+        .output()
+        .expect("status");
+    assert!(status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("\"clones_started\": 0"));
+    // SAFETY: signalling our own child process.
+    let r = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(r, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let st = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "xencloned did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(st.success(), "exit {st}: {log}");
+    assert!(
+        log.contains("stopping on signal") && log.contains("stopped"),
+        "{log}"
+    );
+    assert!(
+        log.contains("upstream dialect"),
+        "dialect probe logged: {log}"
+    );
+    let n = rx.recv(&mut buf).expect("STOPPING notification");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+}
+
+#[test]
+fn status_without_stats_file_fails_clearly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .args(["status", "--stats-file", "/nonexistent/stats.json"])
+        .output()
+        .expect("status");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/stats.json"));
+}
+
+#[test]
+fn missing_device_is_a_clear_startup_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .args(["--device", "/nonexistent/clone"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/clone"));
+}
+
+#[test]
+fn daemon_mode_keeps_logs_in_the_log_file() {
+    let Some(xs) = Xenstored::start("daemon_mode_keeps_logs_in_the_log_file") else {
+        return;
+    };
+    let dir = xs.run_dir().to_path_buf();
+    let notify = dir.join("notify-d");
+    let rx = UnixDatagram::bind(&notify).expect("bind notify");
+    rx.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let log = dir.join("xencloned.log");
+    let st = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .arg("-D")
+        .arg("--simulate")
+        .arg("--xenstore")
+        .arg(xs.socket())
+        .arg("--stats-file")
+        .arg(dir.join("stats-d.json"))
+        .arg("--log-file")
+        .arg(&log)
+        .env("NOTIFY_SOCKET", &notify)
+        .status()
+        .expect("run -D");
+    assert!(st.success(), "the foreground process exits once forked");
+    let mut buf = [0u8; 256];
+    let n = rx.recv(&mut buf).expect("READY from the background daemon");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let pid: i32 = msg
+        .lines()
+        .find_map(|l| l.strip_prefix("MAINPID="))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no MAINPID in {msg:?}"));
+    // SAFETY: signalling the daemon this test started (pid from its READY).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("stopped") {
+            assert!(text.contains("ready"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no 'stopped' in {}: {text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,914 @@
+//! The whole clone pipeline against Debian's real C xenstored: a simulated
+//! clone device (same ABI as /dev/xen/clone), a scripted hypervisor and
+//! network, and a fake netback that watches Xenstore for cloned backends
+//! and answers with kernel-format uevents.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use xen_clone_abi::{
+    XEN_CLONE_ABI_VERSION, XEN_CLONE_ENTRY_REDELIVERED, XenCloneEntry, XenCloneInfo,
+};
+use xencloned::clone::{Options, XsMode};
+use xencloned::daemon::{Config, Daemon, Deps};
+use xencloned::hypervisor::StartInfo;
+use xencloned::netlink::MasterKind;
+use xencloned::sim::{FakeHypervisor, FakeNet};
+use xencloned::source::{SimHandle, SimSource};
+use xencloned::uevent::{self, SimUevents};
+use xenstore::testing::Xenstored;
+use xenstore::{Client, Dialect, Perms, TxId, paths};
+
+const P: u16 = 3;
+const P_SI: u64 = 0x100;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Netback {
+    /// Creates the netdev and sends the online uevent.
+    Normal,
+    /// Creates the netdev, the uevent is lost.
+    LostUevent,
+    /// Never creates anything.
+    Dead,
+    /// Refuses the vif like netback_clone does: hotplug-error + status.
+    Refuses,
+}
+
+struct Harness {
+    xs: Xenstored,
+    hv: FakeHypervisor,
+    net: FakeNet,
+    sim: SimHandle,
+    daemon: Daemon,
+    stats_file: std::path::PathBuf,
+    stop: Arc<AtomicBool>,
+    proxy: Option<xenstore::testing::NepheleProxy>,
+    /// The test's own end of the simulated uevent socket.
+    uev: std::os::unix::net::UnixDatagram,
+}
+
+fn w(c: &mut Client, path: &str, v: &str) {
+    c.write_str(TxId::NONE, path, v)
+        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+}
+
+fn r(c: &mut Client, path: &str) -> String {
+    c.read_string(TxId::NONE, path)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+fn perms(v: &[&str]) -> Perms {
+    Perms::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("perms")
+}
+
+fn build_parent(c: &mut Client, bridge: &str) {
+    c.introduce(P, 0x3000, 1, None).expect("introduce parent");
+    let home = paths::domain_path(P);
+    for (k, v) in [
+        ("", ""),
+        ("name", "web"),
+        ("domid", "3"),
+        ("vm", "/vm/0000-1111"),
+        ("store/port", "1"),
+        ("store/ring-ref", "12288"),
+        ("control/shutdown", ""),
+        ("data/app", "nginx"),
+        ("console/ring-ref", "12289"),
+        ("console/port", "2"),
+        ("console/backend", "/local/domain/0/backend/console/3/0"),
+        ("console/backend-id", "0"),
+        ("device/vif/0/backend", "/local/domain/0/backend/vif/3/0"),
+        ("device/vif/0/backend-id", "0"),
+        ("device/vif/0/mac", "00:16:3e:00:00:03"),
+        ("device/vif/0/handle", "0"),
+        ("device/vif/0/tx-ring-ref", "8"),
+        ("device/vif/0/rx-ring-ref", "9"),
+        ("device/vif/0/event-channel", "4"),
+        ("device/vif/0/request-rx-copy", "1"),
+        ("device/vif/0/state", "4"),
+    ] {
+        w(c, &paths::join(&home, k), v);
+    }
+    c.set_perms(TxId::NONE, &home, &perms(&["n0", "r3"]))
+        .expect("perms");
+    c.set_perms(TxId::NONE, &paths::join(&home, "data"), &perms(&["b3"]))
+        .expect("perms");
+    c.set_perms(
+        TxId::NONE,
+        &paths::join(&home, "device/vif/0"),
+        &perms(&["n3", "r0"]),
+    )
+    .expect("perms");
+    let be = "/local/domain/0/backend/vif/3/0";
+    for (k, v) in [
+        ("frontend", "/local/domain/3/device/vif/0"),
+        ("frontend-id", "3"),
+        ("online", "1"),
+        ("state", "4"),
+        ("script", "/etc/xen/scripts/vif-bridge"),
+        ("mac", "00:16:3e:00:00:03"),
+        ("ip", "10.8.0.3 255.255.255.0 10.8.0.1"),
+        ("bridge", bridge),
+        ("handle", "0"),
+        ("type", "vif"),
+        ("feature-sg", "1"),
+        ("hotplug-status", "connected"),
+    ] {
+        w(c, &paths::join(be, k), v);
+    }
+    c.set_perms(TxId::NONE, be, &perms(&["n0", "r3"]))
+        .expect("perms");
+    let cbe = "/local/domain/0/backend/console/3/0";
+    for (k, v) in [
+        ("frontend", "/local/domain/3/console"),
+        ("frontend-id", "3"),
+        ("state", "1"),
+        ("protocol", "vt100"),
+    ] {
+        w(c, &paths::join(cbe, k), v);
+    }
+    for (k, v) in [
+        ("type", "pv"),
+        ("dm-version", "qemu_xen"),
+        ("device/vif/0/frontend", "/local/domain/3/device/vif/0"),
+        ("device/vif/0/backend", "/local/domain/0/backend/vif/3/0"),
+        ("device/console/0/frontend", "/local/domain/3/console"),
+    ] {
+        w(c, &paths::join("/libxl/3", k), v);
+    }
+}
+
+/// Fake netback: on every cloned vif backend that appears, act per `mode`.
+fn spawn_netback(
+    xs: &Xenstored,
+    net: FakeNet,
+    tx: std::os::unix::net::UnixDatagram,
+    mode: Netback,
+    stop: Arc<AtomicBool>,
+) {
+    let mut c = xs.connect();
+    c.watch("/local/domain/0/backend/vif", "nb")
+        .expect("netback watch");
+    std::thread::spawn(move || {
+        let mut seen = std::collections::HashSet::new();
+        while let Ok(ev) = c.wait_event() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let rest = ev
+                .path
+                .strip_prefix("/local/domain/0/backend/vif/")
+                .unwrap_or("");
+            let mut parts = rest.split('/');
+            let (Some(d), Some(n)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(d), Ok(n)) = (d.parse::<u16>(), n.parse::<u32>()) else {
+                continue;
+            };
+            let be = format!("/local/domain/0/backend/vif/{d}/{n}");
+            if seen.contains(&(d, n))
+                || c.read_opt(TxId::NONE, &format!("{be}/cloned"))
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    != Some("true")
+            {
+                continue;
+            }
+            // Netback's probe checks the frontend exists.
+            let fe = c
+                .read_opt(TxId::NONE, &format!("{be}/frontend"))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            assert!(
+                c.exists(TxId::NONE, &fe).unwrap_or(false),
+                "frontend {fe} must exist before backend {be}"
+            );
+            seen.insert((d, n));
+            let ifname = format!("vif{d}.{n}");
+            if mode == Netback::Refuses {
+                let _ = c.write_str(
+                    TxId::NONE,
+                    &format!("{be}/hotplug-error"),
+                    "rx-ring-ref: grant 9 not mappable",
+                );
+                let _ = c.write_str(TxId::NONE, &format!("{be}/hotplug-status"), "error");
+                continue;
+            }
+            if mode != Netback::Dead {
+                net.add_dev(&ifname);
+            }
+            if mode == Netback::Normal {
+                let devpath = format!("/devices/vif-{d}-{n}");
+                let xbp = format!("backend/vif/{d}/{n}");
+                let _ = tx.send(&uevent::encode(
+                    "online",
+                    &devpath,
+                    &[
+                        ("ACTION", "online"),
+                        ("DEVPATH", &devpath),
+                        ("SUBSYSTEM", "xen-backend"),
+                        ("XENBUS_TYPE", "vif"),
+                        ("XENBUS_PATH", &xbp),
+                        ("vif", &ifname),
+                        ("cloned", "1"),
+                    ],
+                ));
+            }
+        }
+    });
+}
+
+fn harness(
+    test: &str,
+    bridge: &str,
+    mode: Netback,
+    opts: Options,
+    cache: bool,
+    client_dialect: Dialect,
+) -> Option<Harness> {
+    let xs = Xenstored::start(test)?;
+    let mut c = xs.connect();
+    build_parent(&mut c, bridge);
+    let hv = FakeHypervisor::default();
+    hv.set_start_info(
+        P,
+        P_SI,
+        StartInfo {
+            store_mfn: 0x3000,
+            store_evtchn: 1,
+            console_mfn: 0x3001,
+            console_evtchn: 2,
+        },
+    );
+    let net = FakeNet::default();
+    net.add_master("bond0", MasterKind::Bond);
+    net.add_master("br0", MasterKind::Bridge);
+    let (source, sim) = SimSource::new(XenCloneInfo {
+        version: XEN_CLONE_ABI_VERSION,
+        ring_pages: 1,
+        entries_num: 128,
+        ..Default::default()
+    })
+    .expect("sim source");
+    let (uevents, tx) = SimUevents::pair().expect("uevents");
+    let stop = Arc::new(AtomicBool::new(false));
+    let uev = tx.try_clone().expect("clone uevent sender");
+    spawn_netback(&xs, net.clone(), tx, mode, stop.clone());
+    let stats_file = xs.run_dir().join("stats.json");
+    // The Nephele dialect is served by a proxy emulating oxenstored's XS_CLONE
+    // on top of the real daemon; the "upstream" one is the real daemon.
+    let proxy =
+        (client_dialect == Dialect::Nephele && opts.mode == XsMode::XsClone && !opts.skip_io)
+            .then(|| xenstore::testing::NepheleProxy::start(&xs));
+    let endpoint = proxy
+        .as_ref()
+        .map_or_else(|| xs.endpoint(), |p| p.endpoint());
+    let dxs = Client::connect(&endpoint, client_dialect).expect("daemon xenstore");
+    dxs.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let daemon = Daemon::new(
+        Deps {
+            source: Box::new(source),
+            uevents: Box::new(uevents),
+            xs: dxs,
+            hv: Box::new(hv.clone()),
+            net: Box::new(net.clone()),
+        },
+        Config {
+            opts,
+            cache,
+            stats_file: Some(stats_file.clone()),
+            signals: false,
+        },
+    )
+    .expect("daemon");
+    Some(Harness {
+        xs,
+        hv,
+        net,
+        sim,
+        daemon,
+        stats_file,
+        stop,
+        proxy,
+        uev,
+    })
+}
+
+impl Harness {
+    fn push(&self, id: u32, child: u16, flags: u32) {
+        self.hv.set_start_info(
+            child,
+            0x200 + u64::from(child),
+            StartInfo {
+                store_mfn: 0x9000 + u64::from(child),
+                store_evtchn: 1,
+                console_mfn: 0xa000 + u64::from(child),
+                console_evtchn: 2,
+            },
+        );
+        self.sim.push(XenCloneEntry {
+            version: XEN_CLONE_ABI_VERSION,
+            flags,
+            id,
+            parent_domid: P,
+            child_domid: child,
+            parent_start_info_mfn: P_SI,
+            child_start_info_mfn: 0x200 + u64::from(child),
+        });
+    }
+
+    /// Steps the daemon until `id` is completed (panics after 10 s).
+    fn run_until_completed(&mut self, id: u32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.sim.completed().contains(&id) {
+            assert!(
+                Instant::now() < deadline,
+                "clone {id} never completed (in flight: {})",
+                self.daemon.in_flight()
+            );
+            self.daemon
+                .step(Some(Duration::from_millis(20)))
+                .expect("step");
+        }
+    }
+
+    fn client(&self) -> Client {
+        self.xs.connect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn opts(mode: XsMode) -> Options {
+    Options {
+        mode,
+        skip_io: false,
+        leave_paused: false,
+        vif_timeout: Duration::from_secs(5),
+        garp: false,
+    }
+}
+
+#[test]
+fn full_pipeline_deep_copy_with_cache() {
+    let Some(mut h) = harness(
+        "full_pipeline_deep_copy_with_cache",
+        "bond0",
+        Netback::Normal,
+        opts(XsMode::DeepCopy),
+        true,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert_eq!(h.sim.completed(), vec![1]);
+    assert!(h.sim.bad_completions().is_empty());
+    assert_eq!(h.hv.unpaused(), vec![9]);
+    let copies = h.hv.copies();
+    assert!(
+        copies.contains(&(3, 0x3000, 9, 0x9009)),
+        "xenstore page copied: {copies:x?}"
+    );
+    assert!(
+        copies.contains(&(3, 0x3001, 9, 0xa009)),
+        "console page copied: {copies:x?}"
+    );
+    let mut c = h.client();
+    // Basic tree with rewrites and the child's own MFN.
+    assert_eq!(r(&mut c, "/local/domain/9/name"), "web-child-9");
+    assert_eq!(r(&mut c, "/local/domain/9/domid"), "9");
+    assert_eq!(r(&mut c, "/local/domain/9/data/app"), "nginx");
+    assert_eq!(
+        r(&mut c, "/local/domain/9/store/ring-ref"),
+        (0x9009u64).to_string()
+    );
+    assert!(c.is_domain_introduced(9).expect("introduced"));
+    assert_eq!(
+        c.get_perms(TxId::NONE, "/local/domain/9")
+            .expect("perms")
+            .to_strings(),
+        vec!["n0", "r9"]
+    );
+    assert_eq!(
+        c.get_perms(TxId::NONE, "/local/domain/9/data")
+            .expect("perms")
+            .to_strings(),
+        vec!["b9"]
+    );
+    // Console.
+    assert_eq!(
+        r(&mut c, "/local/domain/9/console/ring-ref"),
+        (0xa009u64).to_string()
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/9/console/backend"),
+        "/local/domain/0/backend/console/9/0"
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/console/9/0/frontend"),
+        "/local/domain/9/console"
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/console/9/0/frontend-id"),
+        "9"
+    );
+    assert!(
+        !c.exists(TxId::NONE, "/local/domain/0/backend/console/9/0/cloned")
+            .expect("exists")
+    );
+    // Vif.
+    let be = "/local/domain/0/backend/vif/9/0";
+    assert_eq!(r(&mut c, "/local/domain/9/device/vif/0/backend"), be);
+    assert_eq!(
+        r(&mut c, "/local/domain/9/device/vif/0/mac"),
+        "00:16:3e:00:00:03"
+    );
+    assert_eq!(
+        c.get_perms(TxId::NONE, "/local/domain/9/device/vif/0")
+            .expect("perms")
+            .to_strings(),
+        vec!["n9", "r0"]
+    );
+    assert_eq!(
+        r(&mut c, &format!("{be}/frontend")),
+        "/local/domain/9/device/vif/0"
+    );
+    assert_eq!(r(&mut c, &format!("{be}/frontend-id")), "9");
+    assert_eq!(r(&mut c, &format!("{be}/cloned")), "true");
+    assert_eq!(r(&mut c, &format!("{be}/state")), "4");
+    assert_eq!(r(&mut c, &format!("{be}/hotplug-status")), "connected");
+    assert_eq!(
+        c.get_perms(TxId::NONE, be).expect("perms").to_strings(),
+        vec!["n0", "r9"]
+    );
+    // libxl.
+    assert_eq!(r(&mut c, "/libxl/9/type"), "pv");
+    assert_eq!(r(&mut c, "/libxl/9/device/vif/0/backend"), be);
+    assert_eq!(
+        r(&mut c, "/libxl/9/device/console/0/frontend"),
+        "/local/domain/9/console"
+    );
+    // Network: enslaved while down, then up.
+    assert_eq!(h.net.master("vif9.0").as_deref(), Some("bond0"));
+    assert_eq!(h.net.calls(), vec!["master vif9.0 bond0", "up vif9.0"]);
+    // Stats.
+    assert_eq!(h.daemon.stats.clones_completed, 1);
+    assert_eq!(h.daemon.stats.vifs_connected, 1);
+    assert_eq!(h.daemon.stats.cache_misses, 1);
+    let json = std::fs::read_to_string(&h.stats_file).expect("stats file");
+    assert!(json.contains("\"clones_completed\": 1,"), "{json}");
+    for stage in [
+        "parent",
+        "child_start_info",
+        "xenstore",
+        "console",
+        "vif_xenstore",
+        "devices",
+        "completion",
+        "unpause",
+    ] {
+        assert!(
+            json.contains(&format!("\"{stage}\"")),
+            "stage {stage} missing: {json}"
+        );
+    }
+
+    // A second clone of the same parent hits the cache.
+    h.push(2, 10, 0);
+    h.run_until_completed(2);
+    assert_eq!(h.daemon.stats.cache_hits, 1);
+    assert_eq!(h.hv.unpaused(), vec![9, 10]);
+    assert_eq!(h.net.master("vif10.0").as_deref(), Some("bond0"));
+    // Netback removing the clone's vif: released from the bond.
+    h.uev
+        .send(&uevent::encode(
+            "offline",
+            "/devices/vif-9-0",
+            &[
+                ("SUBSYSTEM", "xen-backend"),
+                ("XENBUS_PATH", "backend/vif/9/0"),
+                ("vif", "vif9.0"),
+                ("cloned", "1"),
+            ],
+        ))
+        .expect("send offline");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.daemon.stats.vifs_released == 0 {
+        assert!(Instant::now() < deadline, "vif never released");
+        h.daemon
+            .step(Some(Duration::from_millis(20)))
+            .expect("step");
+    }
+    assert_eq!(h.net.master("vif9.0"), None);
+    assert_eq!(
+        h.net.master("vif10.0").as_deref(),
+        Some("bond0"),
+        "other clones untouched"
+    );
+    // The parent going away invalidates its cache entry (watch).
+    c.rm(TxId::NONE, "/local/domain/3/control").expect("rm");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.daemon.stats.cache_invalidations == 0 {
+        assert!(Instant::now() < deadline, "cache never invalidated");
+        h.daemon
+            .step(Some(Duration::from_millis(20)))
+            .expect("step");
+    }
+}
+
+#[test]
+fn xs_clone_mode_falls_back_to_deep_copy_on_upstream_xenstored() {
+    let Some(mut h) = harness(
+        "xs_clone_mode_falls_back",
+        "bond0",
+        Netback::Normal,
+        opts(XsMode::XsClone),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    // Nephele numbering forced on the real upstream daemon: XS_CLONE (22)
+    // reaches it as DIRECTORY_PART and is refused.
+    h.daemon.set_xenstore_dialect(Dialect::Nephele);
+    h.push(5, 11, 0);
+    h.run_until_completed(5);
+    assert_eq!(
+        h.daemon.options().mode,
+        XsMode::DeepCopy,
+        "fell back after the daemon's error reply: {:?}",
+        h.daemon.stats.recent
+    );
+    assert_eq!(h.hv.unpaused(), vec![11]);
+    let mut c = h.client();
+    assert_eq!(r(&mut c, "/local/domain/11/name"), "web-child-11");
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/vif/11/0/hotplug-status"),
+        "connected"
+    );
+}
+
+#[test]
+fn linux_bridge_is_refused_but_clone_completes() {
+    let Some(mut h) = harness(
+        "linux_bridge_is_refused",
+        "br0",
+        Netback::Normal,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert!(h.hv.unpaused().is_empty(), "failed child stays paused");
+    let mut c = h.client();
+    let be = "/local/domain/0/backend/vif/9/0";
+    assert_eq!(r(&mut c, &format!("{be}/hotplug-status")), "error");
+    let err = r(&mut c, &format!("{be}/hotplug-error"));
+    assert!(err.contains("Linux bridge") && err.contains("br0"), "{err}");
+    assert_eq!(h.daemon.stats.clones_failed, 1);
+    assert_eq!(h.daemon.stats.vifs_failed, 1);
+    assert!(
+        h.net.calls().is_empty(),
+        "nothing enslaved: {:?}",
+        h.net.calls()
+    );
+}
+
+#[test]
+fn lost_uevent_is_recovered_from_sysfs() {
+    let mut o = opts(XsMode::DeepCopy);
+    o.vif_timeout = Duration::from_millis(300);
+    let Some(mut h) = harness(
+        "lost_uevent_is_recovered",
+        "bond0",
+        Netback::LostUevent,
+        o,
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert_eq!(h.hv.unpaused(), vec![9]);
+    assert_eq!(h.daemon.stats.uevent_timeouts, 1);
+    assert_eq!(h.daemon.stats.uevents_recovered, 1);
+    assert_eq!(h.net.master("vif9.0").as_deref(), Some("bond0"));
+    let mut c = h.client();
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/vif/9/0/hotplug-status"),
+        "connected"
+    );
+}
+
+#[test]
+fn dead_netback_times_out_and_still_completes() {
+    let mut o = opts(XsMode::DeepCopy);
+    o.vif_timeout = Duration::from_millis(200);
+    let Some(mut h) = harness(
+        "dead_netback_times_out",
+        "bond0",
+        Netback::Dead,
+        o,
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert!(h.hv.unpaused().is_empty());
+    let mut c = h.client();
+    let be = "/local/domain/0/backend/vif/9/0";
+    assert_eq!(r(&mut c, &format!("{be}/hotplug-status")), "error");
+    assert!(r(&mut c, &format!("{be}/hotplug-error")).contains("timeout"));
+    assert_eq!(h.daemon.stats.uevent_timeouts, 1);
+    assert_eq!(h.daemon.stats.uevents_recovered, 0);
+    assert_eq!(h.daemon.stats.clones_failed, 1);
+}
+
+#[test]
+fn bad_entries_complete_with_errors() {
+    let Some(mut h) = harness(
+        "bad_entries_complete_with_errors",
+        "bond0",
+        Netback::Normal,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    // Unknown parent: no Xenstore tree, no start_info.
+    h.sim.push(XenCloneEntry {
+        version: XEN_CLONE_ABI_VERSION,
+        flags: 0,
+        id: 7,
+        parent_domid: 77,
+        child_domid: 78,
+        parent_start_info_mfn: 1,
+        child_start_info_mfn: 2,
+    });
+    h.run_until_completed(7);
+    // Bad child MFN (the hypervisor refuses the mapping).
+    h.sim.push(XenCloneEntry {
+        version: XEN_CLONE_ABI_VERSION,
+        flags: 0,
+        id: 8,
+        parent_domid: P,
+        child_domid: 12,
+        parent_start_info_mfn: P_SI,
+        child_start_info_mfn: 0xdead,
+    });
+    h.run_until_completed(8);
+    assert!(h.hv.unpaused().is_empty());
+    assert_eq!(h.daemon.stats.clones_failed, 2);
+    let recent: Vec<_> = h
+        .daemon
+        .stats
+        .recent
+        .iter()
+        .map(|r| r.error.clone().unwrap_or_default())
+        .collect();
+    assert!(recent[0].contains("77"), "{recent:?}");
+    assert!(
+        recent[1].contains("0xdead") && recent[1].contains("12"),
+        "{recent:?}"
+    );
+    let mut c = h.client();
+    assert!(!c.exists(TxId::NONE, "/local/domain/12").expect("exists"));
+}
+
+#[test]
+fn redelivered_entry_is_idempotent_and_duplicate_fails() {
+    let Some(mut h) = harness(
+        "redelivered_entry_is_idempotent",
+        "bond0",
+        Netback::Normal,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    // The same child again, flagged re-delivered (daemon restart after the
+    // work but before completion): accepted, vif connected from sysfs.
+    let mut c = h.client();
+    c.rm(TxId::NONE, "/local/domain/0/backend/vif/9/0/hotplug-status")
+        .expect("rm");
+    h.push(2, 9, XEN_CLONE_ENTRY_REDELIVERED);
+    h.run_until_completed(2);
+    assert_eq!(h.hv.unpaused(), vec![9, 9]);
+    assert_eq!(h.daemon.stats.redelivered, 1);
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/vif/9/0/hotplug-status"),
+        "connected"
+    );
+    // Not flagged: the existing destination is an error (EEXIST), reported.
+    h.push(3, 9, 0);
+    h.run_until_completed(3);
+    assert_eq!(h.hv.unpaused(), vec![9, 9]);
+    let last = h
+        .daemon
+        .stats
+        .recent
+        .back()
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(
+        last.contains("EEXIST") && last.contains("/local/domain/9"),
+        "{last}"
+    );
+}
+
+#[test]
+fn no_io_skips_vifs_and_completes_at_once() {
+    let mut o = opts(XsMode::DeepCopy);
+    o.skip_io = true;
+    o.leave_paused = true;
+    let Some(mut h) = harness(
+        "no_io_skips_vifs",
+        "bond0",
+        Netback::Dead,
+        o,
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert!(h.hv.unpaused().is_empty(), "-p leaves the child paused");
+    assert_eq!(h.daemon.stats.clones_completed, 1);
+    let mut c = h.client();
+    assert!(
+        c.exists(TxId::NONE, "/local/domain/9/console")
+            .expect("exists")
+    );
+    assert!(
+        !c.exists(TxId::NONE, "/local/domain/9/device")
+            .expect("exists")
+    );
+    assert!(
+        !c.exists(TxId::NONE, "/local/domain/0/backend/vif/9")
+            .expect("exists")
+    );
+}
+
+#[test]
+fn reconcile_adopts_online_cloned_vifs() {
+    let Some(mut h) = harness(
+        "reconcile_adopts_online_cloned_vifs",
+        "bond0",
+        Netback::Dead,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    let mut c = h.client();
+    let be = "/local/domain/0/backend/vif/20/0";
+    for (k, v) in [
+        ("frontend-id", "20"),
+        ("handle", "0"),
+        ("bridge", "bond0"),
+        ("cloned", "true"),
+        ("state", "4"),
+    ] {
+        w(&mut c, &paths::join(be, k), v);
+    }
+    h.net.add_dev("vif20.0");
+    h.daemon.reconcile();
+    assert_eq!(h.daemon.stats.orphan_vifs_adopted, 1);
+    assert_eq!(h.net.master("vif20.0").as_deref(), Some("bond0"));
+    assert_eq!(r(&mut c, &format!("{be}/hotplug-status")), "connected");
+    // Already connected: not adopted twice.
+    h.daemon.reconcile();
+    assert_eq!(h.daemon.stats.orphan_vifs_adopted, 1);
+}
+
+#[test]
+fn full_pipeline_xs_clone_mode_nephele_dialect() {
+    let Some(mut h) = harness(
+        "full_pipeline_xs_clone_mode",
+        "bond0",
+        Netback::Normal,
+        Options {
+            garp: true,
+            ..opts(XsMode::XsClone)
+        },
+        false,
+        Dialect::Nephele,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert_eq!(h.daemon.options().mode, XsMode::XsClone, "no fallback");
+    assert_eq!(h.hv.unpaused(), vec![9]);
+    let sent = h
+        .proxy
+        .as_ref()
+        .map(|p| p.clones.lock().expect("lock").clone())
+        .unwrap_or_default();
+    let sent: Vec<String> = sent
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).replace('\0', " "))
+        .collect();
+    assert_eq!(
+        sent,
+        vec![
+            "3 9 1 /local/domain/3 /local/domain/9",
+            "3 9 1 /libxl/3 /libxl/9",
+            "3 9 2 /local/domain/3/console /local/domain/9/console",
+            "3 9 2 /local/domain/0/backend/console/3/0 /local/domain/0/backend/console/9/0",
+            "3 9 2 /libxl/3/device/console/0 /libxl/9/device/console/0",
+            "3 9 3 /local/domain/3/device/vif/0 /local/domain/9/device/vif/0",
+            "3 9 3 /local/domain/0/backend/vif/3/0 /local/domain/0/backend/vif/9/0",
+            "3 9 3 /libxl/3/device/vif/0 /libxl/9/device/vif/0",
+        ]
+    );
+    let mut c = h.client();
+    // The stale parent MFNs XS_CLONE copies are fixed up by the daemon.
+    assert_eq!(
+        r(&mut c, "/local/domain/9/store/ring-ref"),
+        (0x9009u64).to_string()
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/9/console/ring-ref"),
+        (0xa009u64).to_string()
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/vif/9/0/hotplug-status"),
+        "connected"
+    );
+    assert_eq!(h.net.master("vif9.0").as_deref(), Some("bond0"));
+    assert_eq!(
+        h.net.calls(),
+        vec![
+            "master vif9.0 bond0",
+            "up vif9.0",
+            "arp vif9.0 10.8.0.1 10.8.0.3"
+        ],
+        "enslave while down, up, then the gratuitous ARP"
+    );
+}
+
+#[test]
+fn netback_refusal_keeps_its_message_and_completes() {
+    let mut o = opts(XsMode::DeepCopy);
+    o.vif_timeout = Duration::from_secs(30);
+    let Some(mut h) = harness(
+        "netback_refusal_keeps_its_message",
+        "bond0",
+        Netback::Refuses,
+        o,
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert!(h.hv.unpaused().is_empty());
+    let mut c = h.client();
+    let be = "/local/domain/0/backend/vif/9/0";
+    assert_eq!(
+        r(&mut c, &format!("{be}/hotplug-error")),
+        "rx-ring-ref: grant 9 not mappable"
+    );
+    let err = h
+        .daemon
+        .stats
+        .recent
+        .back()
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(err.contains("netback: rx-ring-ref: grant 9"), "{err}");
+    // Failed through the hotplug-status watch, long before the timeout.
+    assert_eq!(h.daemon.stats.uevent_timeouts, 0);
+    let latency = h
+        .daemon
+        .stats
+        .recent
+        .back()
+        .map(|r| r.latency)
+        .unwrap_or_default();
+    assert!(latency < Duration::from_secs(5), "{latency:?}");
+}

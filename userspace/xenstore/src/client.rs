@@ -1,0 +1,785 @@
+//! Synchronous Xenstore client over the xenstored Unix socket or
+//! `/dev/xen/xenbus`: requests, transactions with `EAGAIN` retry, watches,
+//! permissions, `XS_INTRODUCE` and Nephele's `XS_CLONE`.
+//!
+//! Watch events that arrive while a request waits for its reply are queued
+//! and handed out by [`Client::take_events`]. A connection dedicated to
+//! watches can be polled (its fd) and drained with [`Client::read_events`].
+
+use crate::error::{Error, Result};
+use crate::perms::Perms;
+use crate::wire::{self, CloneOp, Decoder, Dialect, Op, RawMsg, Reply, WatchEvent};
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Default xenstored socket.
+pub const DEFAULT_SOCKET: &str = "/run/xenstored/socket";
+/// Kernel xenbus device (Dom0 without a local xenstored socket).
+pub const XENBUS_DEVICE: &str = "/dev/xen/xenbus";
+
+/// A transaction id (`0` = no transaction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TxId(pub u32);
+
+impl TxId {
+    pub const NONE: TxId = TxId(0);
+}
+
+enum Transport {
+    Unix(UnixStream),
+    Dev(File),
+}
+
+impl Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Unix(s) => s.read(buf),
+            Transport::Dev(f) => f.read(buf),
+        }
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Transport::Unix(s) => s.write_all(buf),
+            Transport::Dev(f) => f.write_all(buf),
+        }
+    }
+    fn raw_fd(&self) -> RawFd {
+        match self {
+            Transport::Unix(s) => s.as_raw_fd(),
+            Transport::Dev(f) => f.as_raw_fd(),
+        }
+    }
+}
+
+/// Where to connect.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Socket(PathBuf),
+    Device(PathBuf),
+}
+
+impl Endpoint {
+    /// `$XENSTORED_PATH`, else `$XENSTORED_RUNDIR/socket`, else the default
+    /// socket if it exists, else `/dev/xen/xenbus` (libxenstore's order).
+    pub fn from_env() -> Endpoint {
+        if let Ok(p) = std::env::var("XENSTORED_PATH") {
+            return Endpoint::from_path(Path::new(&p));
+        }
+        if let Ok(d) = std::env::var("XENSTORED_RUNDIR") {
+            return Endpoint::Socket(Path::new(&d).join("socket"));
+        }
+        if Path::new(DEFAULT_SOCKET).exists() {
+            Endpoint::Socket(DEFAULT_SOCKET.into())
+        } else {
+            Endpoint::Device(XENBUS_DEVICE.into())
+        }
+    }
+
+    /// A path under `/dev` is the xenbus device, anything else a socket.
+    pub fn from_path(p: &Path) -> Endpoint {
+        if p.starts_with("/dev") {
+            Endpoint::Device(p.to_path_buf())
+        } else {
+            Endpoint::Socket(p.to_path_buf())
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Socket(p) | Endpoint::Device(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// One connection to xenstored.
+pub struct Client {
+    transport: Transport,
+    decoder: Decoder,
+    dialect: Dialect,
+    next_req: u32,
+    events: VecDeque<WatchEvent>,
+    endpoint: Endpoint,
+}
+
+/// How many times a transaction is retried on `EAGAIN`.
+pub const TX_RETRIES: u32 = 16;
+
+impl Client {
+    pub fn connect(endpoint: &Endpoint, dialect: Dialect) -> Result<Client> {
+        let err = |source| Error::Connect {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let transport = match endpoint {
+            Endpoint::Socket(p) => Transport::Unix(connect_retry(p).map_err(err)?),
+            Endpoint::Device(p) => Transport::Dev(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(p)
+                    .map_err(err)?,
+            ),
+        };
+        Ok(Client {
+            transport,
+            decoder: Decoder::default(),
+            dialect,
+            next_req: 1,
+            events: VecDeque::new(),
+            endpoint: endpoint.clone(),
+        })
+    }
+
+    /// Bounds every blocking read (socket transport only; `None` = wait
+    /// forever, the default).
+    pub fn set_read_timeout(&self, t: Option<std::time::Duration>) -> std::io::Result<()> {
+        match &self.transport {
+            Transport::Unix(s) => s.set_read_timeout(t),
+            Transport::Dev(_) => Ok(()),
+        }
+    }
+
+    /// A client over an already connected stream (tests, socket activation).
+    pub fn from_stream(stream: UnixStream, dialect: Dialect, endpoint: Endpoint) -> Client {
+        Client {
+            transport: Transport::Unix(stream),
+            decoder: Decoder::default(),
+            dialect,
+            next_req: 1,
+            events: VecDeque::new(),
+            endpoint,
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn set_dialect(&mut self, d: Dialect) {
+        self.dialect = d;
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Opens a second connection to the same endpoint, same dialect.
+    pub fn reconnect(&self) -> Result<Client> {
+        Client::connect(&self.endpoint, self.dialect)
+    }
+
+    fn read_msg(&mut self, op: Op, path: &str) -> Result<RawMsg> {
+        loop {
+            match self.decoder.next_msg() {
+                Ok(Some(m)) => return Ok(m),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(Error::Wire {
+                        op,
+                        path: path.into(),
+                        source,
+                    });
+                }
+            }
+            let mut buf = [0u8; 4096 + 16];
+            let n = self.transport.read(&mut buf).map_err(|source| Error::Io {
+                op,
+                path: path.into(),
+                source,
+            })?;
+            if n == 0 {
+                return Err(Error::Io {
+                    op,
+                    path: path.into(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "xenstored closed the connection",
+                    ),
+                });
+            }
+            self.decoder.push(&buf[..n]);
+        }
+    }
+
+    /// Sends one raw message (wire type `ty`) and returns the raw reply.
+    /// Watch events received meanwhile are queued.
+    pub fn raw_request(
+        &mut self,
+        ty: u32,
+        tx: TxId,
+        payload: Vec<u8>,
+        op: Op,
+        path: &str,
+    ) -> Result<RawMsg> {
+        let req_id = self.next_req;
+        self.next_req = self.next_req.wrapping_add(1);
+        let bytes = RawMsg {
+            ty,
+            req_id,
+            tx_id: tx.0,
+            payload,
+        }
+        .encode()
+        .map_err(|source| Error::Wire {
+            op,
+            path: path.into(),
+            source,
+        })?;
+        self.transport
+            .write_all(&bytes)
+            .map_err(|source| Error::Io {
+                op,
+                path: path.into(),
+                source,
+            })?;
+        loop {
+            let m = self.read_msg(op, path)?;
+            if self.dialect.op(m.ty) == Some(Op::WatchEvent) {
+                match wire::parse_watch_event(&m.payload) {
+                    Ok(ev) => self.events.push_back(ev),
+                    Err(e) => tracing::warn!("dropping malformed watch event: {e}"),
+                }
+                continue;
+            }
+            if m.req_id != req_id {
+                return Err(Error::Unexpected {
+                    op,
+                    path: path.into(),
+                    ty: m.ty,
+                    req_id: m.req_id,
+                });
+            }
+            // Watch events that came in the same read as the reply must not
+            // sit unparsed in the decoder (epoll would not signal them).
+            self.drain_decoder();
+            return Ok(m);
+        }
+    }
+
+    /// One request; returns the success payload or the Xenstore errno.
+    pub fn request(&mut self, op: Op, tx: TxId, payload: Vec<u8>, path: &str) -> Result<Vec<u8>> {
+        let ty = self.dialect.code(op).ok_or(Error::Unsupported {
+            op,
+            dialect: self.dialect,
+        })?;
+        let m = self.raw_request(ty, tx, payload, op, path)?;
+        match wire::classify(self.dialect, m) {
+            Ok(Reply::Ok(p)) => Ok(p),
+            Ok(Reply::Err(errno)) => Err(Error::Xs {
+                op,
+                path: path.into(),
+                errno,
+            }),
+            Ok(Reply::Event(_)) => unreachable_event(op, path),
+            Err(source) => Err(Error::Wire {
+                op,
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    fn args(&self, op: Op, path: &str, args: &[&str]) -> Result<Vec<u8>> {
+        wire::args_payload(args).map_err(|source| Error::Wire {
+            op,
+            path: path.into(),
+            source,
+        })
+    }
+
+    pub fn read(&mut self, tx: TxId, path: &str) -> Result<Vec<u8>> {
+        let p = self.args(Op::Read, path, &[path])?;
+        self.request(Op::Read, tx, p, path)
+    }
+
+    /// Reads a UTF-8 value.
+    pub fn read_string(&mut self, tx: TxId, path: &str) -> Result<String> {
+        let v = self.read(tx, path)?;
+        String::from_utf8(v).map_err(|_| Error::NotUtf8 { path: path.into() })
+    }
+
+    /// Reads a value, `None` if the node does not exist.
+    pub fn read_opt(&mut self, tx: TxId, path: &str) -> Result<Option<String>> {
+        match self.read_string(tx, path) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_enoent() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn exists(&mut self, tx: TxId, path: &str) -> Result<bool> {
+        match self.read(tx, path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_enoent() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
+        let p = wire::write_payload(path, value).map_err(|source| Error::Wire {
+            op: Op::Write,
+            path: path.into(),
+            source,
+        })?;
+        self.request(Op::Write, tx, p, path).map(drop)
+    }
+
+    pub fn write_str(&mut self, tx: TxId, path: &str, value: &str) -> Result<()> {
+        self.write(tx, path, value.as_bytes())
+    }
+
+    pub fn mkdir(&mut self, tx: TxId, path: &str) -> Result<()> {
+        let p = self.args(Op::Mkdir, path, &[path])?;
+        self.request(Op::Mkdir, tx, p, path).map(drop)
+    }
+
+    pub fn rm(&mut self, tx: TxId, path: &str) -> Result<()> {
+        let p = self.args(Op::Rm, path, &[path])?;
+        self.request(Op::Rm, tx, p, path).map(drop)
+    }
+
+    /// Children names of `path`. A listing too big for one reply (`E2BIG`)
+    /// is fetched with `XS_DIRECTORY_PART` (22 upstream, 23 Nephele).
+    pub fn directory(&mut self, tx: TxId, path: &str) -> Result<Vec<String>> {
+        let p = self.args(Op::Directory, path, &[path])?;
+        let r = match self.request(Op::Directory, tx, p, path) {
+            Err(e) if e.errno() == Some(wire::errno::E2BIG) => {
+                return self.directory_parts(tx, path);
+            }
+            r => r?,
+        };
+        wire::split_strings(&r).map_err(|source| Error::Wire {
+            op: Op::Directory,
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// `XS_DIRECTORY_PART` loop; restarts if the node changes meanwhile
+    /// (its generation count differs).
+    pub fn directory_parts(&mut self, tx: TxId, path: &str) -> Result<Vec<String>> {
+        let wire_err = |source| Error::Wire {
+            op: Op::DirectoryPart,
+            path: path.into(),
+            source,
+        };
+        'restart: for _ in 0..8 {
+            let mut names = Vec::new();
+            let mut offset = 0usize;
+            let mut generation: Option<String> = None;
+            loop {
+                let off = offset.to_string();
+                let p = self.args(Op::DirectoryPart, path, &[path, &off])?;
+                let r = self.request(Op::DirectoryPart, tx, p, path)?;
+                let part = wire::parse_directory_part(&r).map_err(wire_err)?;
+                match &generation {
+                    None => generation = Some(part.generation.clone()),
+                    Some(g) if *g != part.generation => continue 'restart,
+                    Some(_) => {}
+                }
+                offset += part.names.iter().map(|n| n.len() + 1).sum::<usize>();
+                names.extend(part.names);
+                if part.complete {
+                    return Ok(names);
+                }
+            }
+        }
+        Err(Error::Xs {
+            op: Op::DirectoryPart,
+            path: path.into(),
+            errno: wire::errno::EAGAIN,
+        })
+    }
+
+    pub fn get_perms(&mut self, tx: TxId, path: &str) -> Result<Perms> {
+        let p = self.args(Op::GetPerms, path, &[path])?;
+        let r = self.request(Op::GetPerms, tx, p, path)?;
+        wire::split_strings(&r)
+            .and_then(|s| Perms::parse(&s))
+            .map_err(|source| Error::Wire {
+                op: Op::GetPerms,
+                path: path.into(),
+                source,
+            })
+    }
+
+    pub fn set_perms(&mut self, tx: TxId, path: &str, perms: &Perms) -> Result<()> {
+        let strings = perms.to_strings();
+        let mut args: Vec<&str> = vec![path];
+        args.extend(strings.iter().map(String::as_str));
+        let p = self.args(Op::SetPerms, path, &args)?;
+        self.request(Op::SetPerms, tx, p, path).map(drop)
+    }
+
+    pub fn watch(&mut self, path: &str, token: &str) -> Result<()> {
+        let p = self.args(Op::Watch, path, &[path, token])?;
+        self.request(Op::Watch, TxId::NONE, p, path).map(drop)
+    }
+
+    pub fn unwatch(&mut self, path: &str, token: &str) -> Result<()> {
+        let p = self.args(Op::Unwatch, path, &[path, token])?;
+        self.request(Op::Unwatch, TxId::NONE, p, path).map(drop)
+    }
+
+    pub fn get_domain_path(&mut self, domid: u16) -> Result<String> {
+        let d = domid.to_string();
+        let p = self.args(Op::GetDomainPath, &d, &[&d])?;
+        let r = self.request(Op::GetDomainPath, TxId::NONE, p, &d)?;
+        let body = r.strip_suffix(&[0]).unwrap_or(&r);
+        String::from_utf8(body.to_vec()).map_err(|_| Error::NotUtf8 { path: d })
+    }
+
+    /// `XS_INTRODUCE` (Nephele's optional 4th field: the parent domid).
+    pub fn introduce(
+        &mut self,
+        domid: u16,
+        mfn: u64,
+        port: u32,
+        parent: Option<u16>,
+    ) -> Result<()> {
+        let path = format!("domain {domid}");
+        let p = wire::introduce_payload(domid, mfn, port, parent);
+        self.request(Op::Introduce, TxId::NONE, p, &path).map(drop)
+    }
+
+    pub fn is_domain_introduced(&mut self, domid: u16) -> Result<bool> {
+        let d = domid.to_string();
+        let p = self.args(Op::IsDomainIntroduced, &d, &[&d])?;
+        let r = self.request(Op::IsDomainIntroduced, TxId::NONE, p, &d)?;
+        Ok(r.starts_with(b"T"))
+    }
+
+    /// Nephele's `XS_CLONE` (always sent outside any transaction, as an
+    /// atomic operation of its own).
+    pub fn clone_tree(
+        &mut self,
+        parent: u16,
+        child: u16,
+        op: CloneOp,
+        parent_path: &str,
+        child_path: &str,
+    ) -> Result<()> {
+        let p =
+            wire::clone_payload(parent, child, op, parent_path, child_path).map_err(|source| {
+                Error::Wire {
+                    op: Op::Clone,
+                    path: parent_path.into(),
+                    source,
+                }
+            })?;
+        self.request(Op::Clone, TxId::NONE, p, parent_path)
+            .map(drop)
+    }
+
+    pub fn transaction_start(&mut self) -> Result<TxId> {
+        let r = self.request(Op::TransactionStart, TxId::NONE, vec![0], "")?;
+        wire::parse_u32_reply(&r)
+            .map(TxId)
+            .map_err(|source| Error::Wire {
+                op: Op::TransactionStart,
+                path: String::new(),
+                source,
+            })
+    }
+
+    pub fn transaction_end(&mut self, tx: TxId, commit: bool) -> Result<()> {
+        let p = if commit {
+            b"T\0".to_vec()
+        } else {
+            b"F\0".to_vec()
+        };
+        self.request(Op::TransactionEnd, tx, p, "").map(drop)
+    }
+
+    /// Runs `f` in a transaction, retrying the whole closure when the
+    /// commit (or any step) fails with `EAGAIN`, up to `retries` times.
+    /// On any other error the transaction is aborted.
+    pub fn transaction<T>(
+        &mut self,
+        retries: u32,
+        mut f: impl FnMut(&mut Client, TxId) -> Result<T>,
+    ) -> Result<T> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let tx = self.transaction_start()?;
+            match f(self, tx) {
+                Ok(v) => match self.transaction_end(tx, true) {
+                    Ok(()) => return Ok(v),
+                    Err(e) if e.is_eagain() && attempt <= retries => {
+                        tracing::debug!(attempt, "xenstore transaction conflict, retrying");
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(e) => {
+                    let _ = self.transaction_end(tx, false);
+                    if !(e.is_eagain() && attempt <= retries) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Probes which numbering the daemon speaks, without side effects:
+    /// sends Nephele's `XS_DIRECTORY_PART` (23) for `/`. Nephele's daemon
+    /// answers with a listing; an upstream daemon with an error (23 is
+    /// unknown there). The client's dialect is set to the answer.
+    pub fn detect_dialect(&mut self) -> Result<Dialect> {
+        let payload = wire::args_payload(&["/", "0"]).map_err(|source| Error::Wire {
+            op: Op::DirectoryPart,
+            path: "/".into(),
+            source,
+        })?;
+        let saved = self.dialect;
+        self.dialect = Dialect::Nephele;
+        let r = self.raw_request(23, TxId::NONE, payload, Op::DirectoryPart, "/");
+        self.dialect = saved;
+        let m = r?;
+        let d = if self.dialect.op(m.ty) == Some(Op::Error) {
+            Dialect::Upstream
+        } else {
+            Dialect::Nephele
+        };
+        self.dialect = d;
+        Ok(d)
+    }
+
+    /// Queued watch events (from replies interleaved with events).
+    pub fn take_events(&mut self) -> Vec<WatchEvent> {
+        self.events.drain(..).collect()
+    }
+
+    pub fn has_queued_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Moves every complete buffered message into the event queue.
+    fn drain_decoder(&mut self) {
+        loop {
+            match self.decoder.next_msg() {
+                Ok(Some(m)) => match wire::classify(self.dialect, m) {
+                    Ok(Reply::Event(ev)) => self.events.push_back(ev),
+                    Ok(other) => tracing::warn!("unexpected xenstore message: {other:?}"),
+                    Err(e) => tracing::warn!("dropping malformed watch event: {e}"),
+                },
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!("xenstore stream: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// For a connection used only for watches: call when its fd is readable.
+    /// Returns the queued events if there are any, else does one `read()`
+    /// and returns every complete event.
+    pub fn read_events(&mut self) -> Result<Vec<WatchEvent>> {
+        self.drain_decoder();
+        if !self.events.is_empty() {
+            return Ok(self.take_events());
+        }
+        let mut buf = [0u8; 4096 + 16];
+        let n = self.transport.read(&mut buf).map_err(|source| Error::Io {
+            op: Op::WatchEvent,
+            path: String::new(),
+            source,
+        })?;
+        if n == 0 {
+            return Err(Error::Io {
+                op: Op::WatchEvent,
+                path: String::new(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "xenstored closed the connection",
+                ),
+            });
+        }
+        self.decoder.push(&buf[..n]);
+        while let Some(m) = self.decoder.next_msg().map_err(|source| Error::Wire {
+            op: Op::WatchEvent,
+            path: String::new(),
+            source,
+        })? {
+            match wire::classify(self.dialect, m) {
+                Ok(Reply::Event(ev)) => self.events.push_back(ev),
+                Ok(other) => tracing::warn!("unexpected message on watch connection: {other:?}"),
+                Err(e) => tracing::warn!("dropping malformed watch event: {e}"),
+            }
+        }
+        Ok(self.take_events())
+    }
+
+    /// Blocks until at least one watch event is available.
+    pub fn wait_event(&mut self) -> Result<WatchEvent> {
+        loop {
+            if let Some(ev) = self.events.pop_front() {
+                return Ok(ev);
+            }
+            let evs = self.read_events()?;
+            self.events.extend(evs);
+        }
+    }
+}
+
+/// xenstored listens with a backlog of 1: a busy daemon refuses
+/// connections for a moment. Retry for up to a second.
+fn connect_retry(p: &Path) -> std::io::Result<UnixStream> {
+    let mut attempt = 0;
+    loop {
+        match UnixStream::connect(p) {
+            Err(e)
+                if attempt < 100
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::WouldBlock
+                    ) =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn unreachable_event<T>(op: Op, path: &str) -> Result<T> {
+    Err(Error::Unexpected {
+        op,
+        path: path.into(),
+        ty: 15,
+        req_id: 0,
+    })
+}
+
+impl AsRawFd for Client {
+    fn as_raw_fd(&self) -> RawFd {
+        self.transport.raw_fd()
+    }
+}
+
+impl AsFd for Client {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.transport {
+            Transport::Unix(s) => s.as_fd(),
+            Transport::Dev(f) => f.as_fd(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scripted server: reads one request, answers with `reply(req)`.
+    fn serve(mut srv: UnixStream, reply: impl Fn(&RawMsg) -> Vec<u8> + Send + 'static) {
+        std::thread::spawn(move || {
+            let mut d = Decoder::default();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = srv.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                d.push(&buf[..n]);
+                while let Ok(Some(m)) = d.next_msg() {
+                    if srv.write_all(&reply(&m)).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn msg(ty: u32, req_id: u32, payload: &[u8]) -> Vec<u8> {
+        RawMsg {
+            ty,
+            req_id,
+            tx_id: 0,
+            payload: payload.to_vec(),
+        }
+        .encode()
+        .unwrap_or_default()
+    }
+
+    fn pair(dialect: Dialect) -> (Client, UnixStream) {
+        let (a, b) = UnixStream::pair().expect("pair");
+        a.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .expect("timeout");
+        (
+            Client::from_stream(a, dialect, Endpoint::Socket("/test".into())),
+            b,
+        )
+    }
+
+    #[test]
+    fn event_in_the_same_read_as_a_reply_is_not_lost() {
+        let (mut c, srv) = pair(Dialect::Upstream);
+        serve(srv, |m| {
+            // Reply and the watch's first event in ONE write.
+            let mut out = msg(4, m.req_id, b"OK\0");
+            out.extend(msg(15, 0, b"/p\0tok\0"));
+            out
+        });
+        c.watch("/p", "tok").expect("watch");
+        assert!(c.has_queued_events(), "event parsed with the reply");
+        let evs = c.read_events().expect("no blocking read needed");
+        assert_eq!(
+            evs,
+            vec![WatchEvent {
+                path: "/p".into(),
+                token: "tok".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn events_before_a_reply_are_queued_and_errors_carry_path_and_errno() {
+        let (mut c, srv) = pair(Dialect::Upstream);
+        serve(srv, |m| {
+            let mut out = msg(15, 0, b"/a\0t\0");
+            out.extend(msg(16, m.req_id, b"EACCES\0"));
+            out
+        });
+        let e = c.read(TxId::NONE, "/secret").expect_err("error reply");
+        assert_eq!(e.errno(), Some(wire::errno::EACCES));
+        assert_eq!(e.to_string(), "xenstore Read /secret: EACCES (errno 13)");
+        assert_eq!(c.take_events().len(), 1);
+    }
+
+    #[test]
+    fn nephele_dialect_sends_clone_as_22_and_detects_from_directory_part() {
+        let (mut c, srv) = pair(Dialect::Upstream);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        serve(srv, move |m| {
+            if let Ok(mut v) = s2.lock() {
+                v.push((m.ty, m.payload.clone()));
+            }
+            match m.ty {
+                23 => msg(23, m.req_id, b"1\0local\0\0"),
+                _ => msg(m.ty, m.req_id, b"OK\0"),
+            }
+        });
+        assert_eq!(c.detect_dialect().expect("probe"), Dialect::Nephele);
+        c.clone_tree(1, 2, CloneOp::DevVif, "/a", "/b")
+            .expect("clone");
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen[0], (23, b"/\x000\x00".to_vec()));
+        assert_eq!(seen[1], (22, b"1\x002\x003\x00/a\x00/b".to_vec()));
+    }
+
+    #[test]
+    fn unexpected_reply_id_is_a_protocol_error() {
+        let (mut c, srv) = pair(Dialect::Upstream);
+        serve(srv, |m| msg(2, m.req_id + 7, b"x"));
+        let e = c.read(TxId::NONE, "/x").expect_err("mismatch");
+        assert!(matches!(e, Error::Unexpected { .. }), "{e}");
+    }
+}

@@ -1,0 +1,371 @@
+//! Test support: starts Debian's real C `xenstored` (Xen 4.17) in a private
+//! run directory, so every test gets its own daemon.
+//!
+//! The daemon is found through `XC_XENSTORED_ROOT` (the extraction root of
+//! the Xen packages, as printed by `scripts/fetch-xen.sh`), else
+//! `$XDG_CACHE_HOME/xen-clone/xen-4.17/root`, else
+//! `$HOME/.cache/xen-clone/xen-4.17/root`. When `XC_XENSTORED_ROOT` is set
+//! the daemon must be there (tests fail otherwise); without it a missing
+//! daemon makes [`Xenstored::start`] return `None` after printing why.
+
+use crate::client::{Client, Endpoint};
+use crate::wire::Dialect;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const BIN: &str = "usr/lib/xen-4.17/bin/xenstored";
+
+/// A running xenstored, killed (and its run dir removed) on drop.
+pub struct Xenstored {
+    child: Child,
+    dir: PathBuf,
+}
+
+fn find_root() -> Result<Option<PathBuf>, String> {
+    if let Ok(r) = std::env::var("XC_XENSTORED_ROOT") {
+        let root = PathBuf::from(r);
+        if root.join(BIN).is_file() {
+            return Ok(Some(root));
+        }
+        return Err(format!("XC_XENSTORED_ROOT={} has no {BIN}", root.display()));
+    }
+    let mut candidates = Vec::new();
+    if let Ok(x) = std::env::var("XDG_CACHE_HOME") {
+        candidates.push(PathBuf::from(x).join("xen-clone/xen-4.17/root"));
+    }
+    if let Ok(h) = std::env::var("HOME") {
+        candidates.push(PathBuf::from(h).join(".cache/xen-clone/xen-4.17/root"));
+    }
+    candidates.push(PathBuf::from("/root/.cache/xen-clone/xen-4.17/root"));
+    Ok(candidates.into_iter().find(|c| c.join(BIN).is_file()))
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+static SHIM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+const SHIM_SRC: &str = include_str!("../testdata/nohv-shim.c");
+
+/// Builds the shim once per source version (cached in the temp dir under
+/// a name derived from the source's hash, built under a temporary name and
+/// renamed, so concurrent test processes never see a partial file).
+fn shim() -> Result<PathBuf, String> {
+    SHIM.get_or_init(|| {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        SHIM_SRC.hash(&mut h);
+        let tag = format!("{:016x}", h.finish());
+        let dir = std::env::temp_dir();
+        let so = dir.join(format!("xc-nohv-shim-{tag}.so"));
+        if so.is_file() {
+            return Ok(so);
+        }
+        let src = dir.join(format!("xc-nohv-shim-{tag}-{}.c", std::process::id()));
+        let tmp = dir.join(format!("xc-nohv-shim-{tag}-{}.so", std::process::id()));
+        std::fs::write(&src, SHIM_SRC).map_err(|e| format!("write {}: {e}", src.display()))?;
+        let out = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-shared", "-fPIC", "-O1", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .arg("-ldl")
+            .output()
+            .map_err(|e| format!("run cc: {e}"));
+        let _ = std::fs::remove_file(&src);
+        let out = out?;
+        if !out.status.success() {
+            return Err(format!(
+                "cc failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        std::fs::rename(&tmp, &so).map_err(|e| format!("rename {}: {e}", so.display()))?;
+        Ok(so)
+    })
+    .clone()
+}
+
+impl Xenstored {
+    /// Starts a daemon, or returns `None` (after printing the reason) if
+    /// none is installed and `XC_XENSTORED_ROOT` is unset.
+    ///
+    /// # Panics
+    /// If `XC_XENSTORED_ROOT` is set but unusable, or the daemon fails to
+    /// start: the test must not silently pass.
+    pub fn start(test: &str) -> Option<Xenstored> {
+        let root = match find_root() {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                eprintln!(
+                    "SKIP {test}: no xenstored found (set XC_XENSTORED_ROOT to the root printed by scripts/fetch-xen.sh)"
+                );
+                return None;
+            }
+            Err(e) => panic!("{test}: {e}"),
+        };
+        let shim =
+            shim().unwrap_or_else(|e| panic!("{test}: building the no-hypervisor shim: {e}"));
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("xc-xenstored-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("{test}: mkdir {}: {e}", dir.display()));
+        std::fs::write(dir.join("xsd_port"), "1\n").unwrap_or_else(|e| panic!("{test}: {e}"));
+        std::fs::write(dir.join("xsd_kva"), vec![0u8; 4096])
+            .unwrap_or_else(|e| panic!("{test}: {e}"));
+        let libs = [
+            "usr/lib/x86_64-linux-gnu",
+            "lib/x86_64-linux-gnu",
+            "usr/lib/xen-4.17/lib",
+        ]
+        .iter()
+        .map(|l| root.join(l).display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+        let mut cmd = Command::new(root.join(BIN));
+        // SAFETY: prctl in the forked child before exec is async-signal-safe.
+        // The daemon dies with the test thread that started it, even if the
+        // test process is killed before `Drop` runs.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .args(["-N", "-T"])
+            .arg(dir.join("trace"))
+            .env("XENSTORED_RUNDIR", &dir)
+            .env("LD_LIBRARY_PATH", libs)
+            .env("LD_PRELOAD", &shim)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join("xenstored.stderr"))
+                    .map(Stdio::from)
+                    .unwrap_or_else(|_| Stdio::null()),
+            )
+            .spawn()
+            .unwrap_or_else(|e| panic!("{test}: spawn xenstored: {e}"));
+        let mut xs = Xenstored { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !xs.socket().exists() {
+            if let Ok(Some(st)) = xs.child.try_wait() {
+                panic!("{test}: xenstored exited early: {st}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{test}: xenstored socket never appeared"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(xs)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("socket")
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::Socket(self.socket())
+    }
+
+    pub fn run_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new upstream-dialect connection whose reads time out after 10 s,
+    /// so a missing reply or event fails the test instead of hanging it.
+    pub fn connect(&self) -> Client {
+        let c = Client::connect(&self.endpoint(), Dialect::Upstream)
+            .unwrap_or_else(|e| panic!("connect to test xenstored: {e}"));
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap_or_else(|e| panic!("set read timeout: {e}"));
+        c
+    }
+}
+
+impl Drop for Xenstored {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A stand-in for Nephele's oxenstored, for tests of the Nephele dialect:
+/// a proxy in front of a real (upstream) [`Xenstored`] that speaks
+/// Nephele's numbering on its socket. It implements `XS_CLONE` (22) with
+/// oxenstored's semantics on top of the real daemon (deep copy in one
+/// transaction, permissions rewritten, `cloned=true` under every
+/// destination root), maps Nephele's `XS_DIRECTORY_PART` (23) to upstream
+/// 22, and forwards everything else. Every `XS_CLONE` payload it received
+/// is recorded byte for byte.
+pub struct NepheleProxy {
+    path: PathBuf,
+    /// Raw `XS_CLONE` payloads, in arrival order.
+    pub clones: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+}
+
+impl NepheleProxy {
+    pub fn start(xs: &Xenstored) -> NepheleProxy {
+        let path = xs.dir.join("nephele-socket");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path)
+            .unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        let upstream = xs.endpoint();
+        let clones = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let rec = clones.clone();
+        std::thread::spawn(move || {
+            for down in listener.incoming() {
+                let Ok(down) = down else { return };
+                let (upstream, rec) = (upstream.clone(), rec.clone());
+                std::thread::spawn(move || proxy_conn(down, upstream, rec));
+            }
+        });
+        NepheleProxy { path, clones }
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::Socket(self.path.clone())
+    }
+}
+
+fn proxy_conn(
+    down: std::os::unix::net::UnixStream,
+    upstream: Endpoint,
+    rec: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+) {
+    use crate::wire::{Decoder, RawMsg};
+    use std::io::{Read, Write};
+    let Endpoint::Socket(up_path) = &upstream else {
+        return;
+    };
+    let Ok(up) = std::os::unix::net::UnixStream::connect(up_path) else {
+        return;
+    };
+    let Ok(mut helper) = Client::connect(&upstream, Dialect::Upstream) else {
+        return;
+    };
+    let (Ok(mut up_r), Ok(down_w)) = (up.try_clone(), down.try_clone()) else {
+        return;
+    };
+    let down_w = std::sync::Arc::new(std::sync::Mutex::new(down_w));
+    let dw = down_w.clone();
+    // upstream -> downstream: replies and watch events, verbatim.
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = up_r.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            if let Ok(mut w) = dw.lock()
+                && w.write_all(&buf[..n]).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let mut up_w = up;
+    let mut down_r = down;
+    let mut dec = Decoder::default();
+    let mut buf = [0u8; 8192];
+    let reply = |m: &RawMsg, ty: u32, payload: &[u8]| {
+        let out = RawMsg {
+            ty,
+            req_id: m.req_id,
+            tx_id: m.tx_id,
+            payload: payload.to_vec(),
+        };
+        if let (Ok(bytes), Ok(mut w)) = (out.encode(), down_w.lock()) {
+            let _ = w.write_all(&bytes);
+        }
+    };
+    loop {
+        let n = match down_r.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        dec.push(&buf[..n]);
+        while let Ok(Some(mut m)) = dec.next_msg() {
+            match m.ty {
+                22 => {
+                    if let Ok(mut r) = rec.lock() {
+                        r.push(m.payload.clone());
+                    }
+                    match fake_xs_clone(&mut helper, &m.payload) {
+                        Ok(()) => reply(&m, 22, b"OK\0"),
+                        Err(e) => reply(&m, 16, format!("{e}\0").as_bytes()),
+                    }
+                }
+                8 => {
+                    // Already introduced by XS_CLONE emulation: accept.
+                    let dom = m.payload.split(|b| *b == 0).next().unwrap_or(b"");
+                    let dom: Option<u16> =
+                        std::str::from_utf8(dom).ok().and_then(|s| s.parse().ok());
+                    if dom.is_some_and(|d| helper.is_domain_introduced(d).unwrap_or(false)) {
+                        reply(&m, 8, b"OK\0");
+                    } else if let Ok(bytes) = m.encode() {
+                        let _ = up_w.write_all(&bytes);
+                    }
+                }
+                ty => {
+                    if ty == 23 {
+                        m.ty = 22;
+                    }
+                    if let Ok(bytes) = m.encode() {
+                        let _ = up_w.write_all(&bytes);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// oxenstored's `XS_CLONE` on top of an upstream daemon.
+fn fake_xs_clone(c: &mut Client, payload: &[u8]) -> Result<(), &'static str> {
+    use crate::deepcopy::{CopySpec, deep_copy};
+    use crate::wire::CloneOp;
+    let parts: Vec<&[u8]> = payload.splitn(5, |b| *b == 0).collect();
+    if parts.len() != 5 {
+        return Err("EINVAL");
+    }
+    let s = |b: &[u8]| {
+        std::str::from_utf8(b)
+            .map(str::to_string)
+            .map_err(|_| "EINVAL")
+    };
+    let parent: u16 = s(parts[0])?.parse().map_err(|_| "EINVAL")?;
+    let child: u16 = s(parts[1])?.parse().map_err(|_| "EINVAL")?;
+    let op = match s(parts[2])?.as_str() {
+        "0" => CloneOp::Full,
+        "1" => CloneOp::Basic,
+        "2" => CloneOp::DevConsole,
+        "3" => CloneOp::DevVif,
+        "4" => CloneOp::Dev9pfs,
+        _ => return Err("EINVAL"),
+    };
+    let (src, dst) = (s(parts[3])?, s(parts[4])?);
+    // C xenstored only accepts permissions naming known domains.
+    if !c.is_domain_introduced(child).unwrap_or(false) {
+        c.introduce(child, 0xfff000 + u64::from(child), 1, None)
+            .map_err(|_| "EIO")?;
+    }
+    let spec = CopySpec {
+        op,
+        parent,
+        child,
+        src: &src,
+        dst: &dst,
+        overrides: &[],
+        mark_cloned: true,
+    };
+    c.transaction(crate::client::TX_RETRIES, |c, tx| deep_copy(c, tx, &spec))
+        .map(drop)
+        .map_err(|e| match e.errno() {
+            Some(crate::wire::errno::ENOENT) => "ENOENT",
+            Some(crate::wire::errno::EEXIST) => "EEXIST",
+            _ => "EIO",
+        })
+}

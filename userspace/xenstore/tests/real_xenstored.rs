@@ -1,0 +1,463 @@
+//! Integration tests against Debian's real C xenstored (Xen 4.17), one
+//! daemon per test. Skipped (with a printed reason) only when no daemon is
+//! installed and `XC_XENSTORED_ROOT` is unset.
+
+use xenstore::deepcopy::{CopySpec, deep_copy};
+use xenstore::testing::Xenstored;
+use xenstore::wire::errno;
+use xenstore::{Client, CloneOp, Dialect, Op, Perms, TxId};
+
+fn perms(v: &[&str]) -> Perms {
+    Perms::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).expect("valid perms")
+}
+
+fn w(c: &mut Client, path: &str, v: &str) {
+    c.write_str(TxId::NONE, path, v)
+        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+}
+
+/// C xenstored 4.17 refuses permissions naming a domain it does not know:
+/// introduce the test's domains (the harness's shim fakes their rings).
+fn introduce(c: &mut Client, doms: &[u16]) {
+    for d in doms {
+        c.introduce(*d, 0x1000 + u64::from(*d), 1, None)
+            .unwrap_or_else(|e| panic!("introduce {d}: {e}"));
+        assert!(c.is_domain_introduced(*d).expect("is introduced"));
+    }
+}
+
+fn r(c: &mut Client, path: &str) -> String {
+    c.read_string(TxId::NONE, path)
+        .unwrap_or_else(|e| panic!("read {path}: {e}"))
+}
+
+#[test]
+fn read_write_directory_rm_and_errors() {
+    let Some(xs) = Xenstored::start("read_write_directory_rm_and_errors") else {
+        return;
+    };
+    let mut c = xs.connect();
+    w(&mut c, "/t/a", "1");
+    w(&mut c, "/t/b", "");
+    c.mkdir(TxId::NONE, "/t/dir").expect("mkdir");
+    assert_eq!(r(&mut c, "/t/a"), "1");
+    assert_eq!(r(&mut c, "/t/b"), "");
+    let mut d = c.directory(TxId::NONE, "/t").expect("dir");
+    d.sort();
+    assert_eq!(d, vec!["a", "b", "dir"]);
+    let e = c.read(TxId::NONE, "/t/missing").expect_err("must fail");
+    assert!(e.is_enoent(), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("/t/missing") && msg.contains("ENOENT"),
+        "{msg}"
+    );
+    assert_eq!(c.read_opt(TxId::NONE, "/t/missing").expect("ok"), None);
+    c.rm(TxId::NONE, "/t").expect("rm");
+    assert!(!c.exists(TxId::NONE, "/t/a").expect("exists"));
+    assert_eq!(
+        c.get_domain_path(5).expect("domain path"),
+        "/local/domain/5"
+    );
+    // Binary values survive.
+    c.write(TxId::NONE, "/bin", &[0, 1, 255]).expect("write");
+    assert_eq!(c.read(TxId::NONE, "/bin").expect("read"), vec![0, 1, 255]);
+}
+
+#[test]
+fn permissions_roundtrip() {
+    let Some(xs) = Xenstored::start("permissions_roundtrip") else {
+        return;
+    };
+    let mut c = xs.connect();
+    introduce(&mut c, &[3, 7]);
+    w(&mut c, "/p", "x");
+    let p = perms(&["n3", "r0", "b7"]);
+    c.set_perms(TxId::NONE, "/p", &p).expect("set perms");
+    assert_eq!(c.get_perms(TxId::NONE, "/p").expect("get"), p);
+    // A new child inherits its parent's permissions.
+    w(&mut c, "/p/q", "y");
+    assert_eq!(
+        c.get_perms(TxId::NONE, "/p/q").expect("get").owner(),
+        Some(3)
+    );
+}
+
+#[test]
+fn transactions_isolate_and_retry_on_eagain() {
+    let Some(xs) = Xenstored::start("transactions_isolate_and_retry_on_eagain") else {
+        return;
+    };
+    let mut a = xs.connect();
+    let mut b = xs.connect();
+    w(&mut a, "/tx/v", "0");
+    // Isolation: uncommitted writes are invisible.
+    let tx = a.transaction_start().expect("start");
+    assert_ne!(tx, TxId::NONE);
+    a.write_str(tx, "/tx/v", "1").expect("write in tx");
+    assert_eq!(r(&mut b, "/tx/v"), "0");
+    // A conflicting write makes the commit fail with EAGAIN.
+    w(&mut b, "/tx/v", "2");
+    let e = a.transaction_end(tx, true).expect_err("conflict");
+    assert!(e.is_eagain(), "{e}");
+    assert_eq!(r(&mut b, "/tx/v"), "2");
+    // The helper re-runs the closure after a conflict.
+    let mut attempts = 0;
+    let out = a
+        .transaction(4, |c, tx| {
+            attempts += 1;
+            let v: u32 = c.read_string(tx, "/tx/v")?.parse().unwrap_or(0);
+            if attempts == 1 {
+                w(&mut b, "/tx/v", "10");
+            }
+            c.write_str(tx, "/tx/v", &(v + 1).to_string())?;
+            Ok(v + 1)
+        })
+        .expect("transaction");
+    assert_eq!(attempts, 2, "first attempt must conflict and be retried");
+    assert_eq!(out, 11);
+    assert_eq!(r(&mut a, "/tx/v"), "11");
+    // Abort discards.
+    let tx = a.transaction_start().expect("start");
+    a.write_str(tx, "/tx/gone", "x").expect("write");
+    a.transaction_end(tx, false).expect("abort");
+    assert!(!a.exists(TxId::NONE, "/tx/gone").expect("exists"));
+}
+
+#[test]
+fn watches_deliver_events_and_stop_after_unwatch() {
+    let Some(xs) = Xenstored::start("watches_deliver_events_and_stop_after_unwatch") else {
+        return;
+    };
+    let mut watcher = xs.connect();
+    let mut writer = xs.connect();
+    w(&mut writer, "/w", "");
+    watcher.watch("/w", "tok1").expect("watch");
+    // xenstored fires every new watch once.
+    let first = watcher.wait_event().expect("initial event");
+    assert_eq!((first.path.as_str(), first.token.as_str()), ("/w", "tok1"));
+    w(&mut writer, "/w/x/y", "1");
+    let ev = watcher.wait_event().expect("event");
+    assert_eq!(ev.token, "tok1");
+    assert_eq!(ev.path, "/w/x/y");
+    // Events interleaved with a request are queued, not lost.
+    w(&mut writer, "/w/z", "1");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let _ = watcher.read_string(TxId::NONE, "/w/z").expect("read");
+    let queued = watcher.take_events();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].path, "/w/z");
+    watcher.unwatch("/w", "tok1").expect("unwatch");
+    w(&mut writer, "/w/after", "1");
+    let _ = watcher.read_string(TxId::NONE, "/w").expect("read");
+    assert!(watcher.take_events().is_empty());
+    // Special path.
+    watcher
+        .watch("@releaseDomain", "rel")
+        .expect("watch special");
+    let ev = watcher.wait_event().expect("initial");
+    assert_eq!(ev.path, "@releaseDomain");
+}
+
+fn build_parent(c: &mut Client) {
+    introduce(c, &[3, 9]);
+    let p = "/local/domain/3";
+    for (k, v) in [
+        ("", ""),
+        ("name", "web"),
+        ("domid", "3"),
+        ("vm", "/vm/abc"),
+        ("store/port", "1"),
+        ("store/ring-ref", "4660"),
+        ("data/x", "1"),
+        ("control/shutdown", ""),
+        ("device/vif/0/mac", "00:16:3e:00:00:01"),
+        ("console/ring-ref", "99"),
+    ] {
+        w(c, &xenstore::paths::join(p, k), v);
+    }
+    c.set_perms(TxId::NONE, p, &perms(&["n0", "r3"]))
+        .expect("perms");
+    c.set_perms(TxId::NONE, "/local/domain/3/data", &perms(&["b3"]))
+        .expect("perms");
+    c.set_perms(TxId::NONE, "/local/domain/3/data/x", &perms(&["n3", "r0"]))
+        .expect("perms");
+    let b = "/local/domain/0/backend/vif/3/0";
+    for (k, v) in [
+        ("frontend", "/local/domain/3/device/vif/0"),
+        ("frontend-id", "3"),
+        ("state", "4"),
+        ("handle", "0"),
+        ("feature-sg", "1"),
+        ("bridge", "bond0"),
+    ] {
+        w(c, &xenstore::paths::join(b, k), v);
+    }
+    c.set_perms(TxId::NONE, b, &perms(&["n0", "r3"]))
+        .expect("perms");
+}
+
+#[test]
+fn deep_copy_basic_rewrites_values_and_permissions() {
+    let Some(xs) = Xenstored::start("deep_copy_basic_rewrites_values_and_permissions") else {
+        return;
+    };
+    let mut c = xs.connect();
+    build_parent(&mut c);
+    let overrides = [("store/ring-ref", "5000".to_string())];
+    let n = c
+        .transaction(4, |c, tx| {
+            deep_copy(
+                c,
+                tx,
+                &CopySpec {
+                    op: CloneOp::Basic,
+                    parent: 3,
+                    child: 9,
+                    src: "/local/domain/3",
+                    dst: "/local/domain/9",
+                    overrides: &overrides,
+                    mark_cloned: false,
+                },
+            )
+        })
+        .expect("deep copy");
+    assert!(n >= 8, "copied {n} nodes");
+    assert_eq!(r(&mut c, "/local/domain/9/name"), "web-child-9");
+    assert_eq!(r(&mut c, "/local/domain/9/domid"), "9");
+    assert_eq!(r(&mut c, "/local/domain/9/vm"), "/vm/abc");
+    assert_eq!(r(&mut c, "/local/domain/9/store/ring-ref"), "5000");
+    assert_eq!(r(&mut c, "/local/domain/9/data/x"), "1");
+    assert!(
+        !c.exists(TxId::NONE, "/local/domain/9/device")
+            .expect("exists")
+    );
+    assert!(
+        !c.exists(TxId::NONE, "/local/domain/9/console")
+            .expect("exists")
+    );
+    assert!(
+        !c.exists(TxId::NONE, "/local/domain/9/cloned")
+            .expect("exists")
+    );
+    let root = c.get_perms(TxId::NONE, "/local/domain/9").expect("perms");
+    assert_eq!(root.to_strings(), vec!["n0", "r9"]);
+    let data = c
+        .get_perms(TxId::NONE, "/local/domain/9/data")
+        .expect("perms");
+    assert_eq!(data.to_strings(), vec!["b9"]);
+    let x = c
+        .get_perms(TxId::NONE, "/local/domain/9/data/x")
+        .expect("perms");
+    assert_eq!(x.to_strings(), vec!["n9", "r0"]);
+    // The parent is untouched.
+    assert_eq!(r(&mut c, "/local/domain/3/name"), "web");
+    // Second copy: EEXIST, as XS_CLONE.
+    let e = c
+        .transaction(4, |c, tx| {
+            deep_copy(
+                c,
+                tx,
+                &CopySpec {
+                    op: CloneOp::Basic,
+                    parent: 3,
+                    child: 9,
+                    src: "/local/domain/3",
+                    dst: "/local/domain/9",
+                    overrides: &[],
+                    mark_cloned: false,
+                },
+            )
+        })
+        .expect_err("exists");
+    assert!(e.is_eexist(), "{e}");
+    // Missing source: ENOENT naming the source path.
+    let e = c
+        .transaction(4, |c, tx| {
+            deep_copy(
+                c,
+                tx,
+                &CopySpec {
+                    op: CloneOp::Basic,
+                    parent: 4,
+                    child: 10,
+                    src: "/local/domain/4",
+                    dst: "/local/domain/10",
+                    overrides: &[],
+                    mark_cloned: false,
+                },
+            )
+        })
+        .expect_err("missing");
+    assert!(
+        e.is_enoent() && e.to_string().contains("/local/domain/4"),
+        "{e}"
+    );
+    assert!(!c.exists(TxId::NONE, "/local/domain/10").expect("exists"));
+}
+
+#[test]
+fn deep_copy_vif_backend_marks_clone_in_one_transaction() {
+    let Some(xs) = Xenstored::start("deep_copy_vif_backend_marks_clone_in_one_transaction") else {
+        return;
+    };
+    let mut c = xs.connect();
+    let mut watcher = xs.connect();
+    build_parent(&mut c);
+    watcher
+        .watch("/local/domain/0/backend/vif/9", "be")
+        .expect("watch");
+    let _initial = watcher.wait_event().expect("initial");
+    let spec_fe = CopySpec {
+        op: CloneOp::DevVif,
+        parent: 3,
+        child: 9,
+        src: "/local/domain/3/device/vif/0",
+        dst: "/local/domain/9/device/vif/0",
+        overrides: &[],
+        mark_cloned: false,
+    };
+    let spec_be = CopySpec {
+        op: CloneOp::DevVif,
+        parent: 3,
+        child: 9,
+        src: "/local/domain/0/backend/vif/3/0",
+        dst: "/local/domain/0/backend/vif/9/0",
+        overrides: &[],
+        mark_cloned: true,
+    };
+    c.transaction(4, |c, tx| {
+        deep_copy(c, tx, &spec_fe)?;
+        // Nothing is visible before the commit.
+        let mut other = Client::connect(c.endpoint(), Dialect::Upstream)?;
+        assert!(!other.exists(TxId::NONE, "/local/domain/9/device/vif/0")?);
+        deep_copy(c, tx, &spec_be)
+    })
+    .expect("copy");
+    let be = "/local/domain/0/backend/vif/9/0";
+    assert_eq!(
+        r(&mut c, &format!("{be}/frontend")),
+        "/local/domain/9/device/vif/0"
+    );
+    assert_eq!(r(&mut c, &format!("{be}/frontend-id")), "9");
+    assert_eq!(r(&mut c, &format!("{be}/state")), "4");
+    assert_eq!(r(&mut c, &format!("{be}/cloned")), "true");
+    assert_eq!(r(&mut c, &format!("{be}/bridge")), "bond0");
+    assert_eq!(
+        c.get_perms(TxId::NONE, be).expect("perms").to_strings(),
+        vec!["n0", "r9"]
+    );
+    assert_eq!(
+        c.get_perms(TxId::NONE, &format!("{be}/cloned"))
+            .expect("perms")
+            .to_strings(),
+        vec!["n0", "r9"]
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/9/device/vif/0/mac"),
+        "00:16:3e:00:00:01"
+    );
+    let ev = watcher.wait_event().expect("backend watch fired");
+    assert!(
+        ev.path.starts_with("/local/domain/0/backend/vif/9"),
+        "{ev:?}"
+    );
+}
+
+#[test]
+fn dialect_detection_and_xs_clone_fallback_on_upstream_daemon() {
+    let Some(xs) = Xenstored::start("dialect_detection_and_xs_clone_fallback_on_upstream_daemon")
+    else {
+        return;
+    };
+    let mut c = xs.connect();
+    build_parent(&mut c);
+    assert_eq!(c.detect_dialect().expect("probe"), Dialect::Upstream);
+    // The connection is still usable after the probe.
+    assert_eq!(r(&mut c, "/local/domain/3/name"), "web");
+    // Upstream dialect has no XS_CLONE at all.
+    let e = c
+        .clone_tree(3, 9, CloneOp::Basic, "/local/domain/3", "/local/domain/9")
+        .expect_err("unsupported");
+    assert!(
+        matches!(e, xenstore::Error::Unsupported { op: Op::Clone, .. }),
+        "{e}"
+    );
+    // Forcing the Nephele dialect: the upstream daemon reads 22 as
+    // DIRECTORY_PART and rejects the 5-field payload with an error reply,
+    // which is what the daemon's fallback to deep copy keys on.
+    c.set_dialect(Dialect::Nephele);
+    let e = c
+        .clone_tree(3, 9, CloneOp::Basic, "/local/domain/3", "/local/domain/9")
+        .expect_err("upstream daemon must refuse");
+    let errno = e.errno().expect("an XS_ERROR reply, not an I/O error");
+    assert!(
+        errno == errno::EINVAL || errno == errno::ENOENT || errno == errno::ENOSYS,
+        "{e}"
+    );
+    c.set_dialect(Dialect::Upstream);
+    assert!(!c.exists(TxId::NONE, "/local/domain/9").expect("exists"));
+    assert_eq!(r(&mut c, "/local/domain/3/domid"), "3");
+}
+
+#[test]
+fn nephele_dialect_xs_clone_on_the_wire() {
+    let Some(xs) = Xenstored::start("nephele_dialect_xs_clone_on_the_wire") else {
+        return;
+    };
+    let mut up = xs.connect();
+    build_parent(&mut up);
+    let proxy = xenstore::testing::NepheleProxy::start(&xs);
+    let mut c = Client::connect(&proxy.endpoint(), Dialect::Upstream).expect("connect proxy");
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    assert_eq!(c.detect_dialect().expect("probe"), Dialect::Nephele);
+    assert_eq!(c.dialect(), Dialect::Nephele);
+    c.clone_tree(3, 9, CloneOp::Basic, "/local/domain/3", "/local/domain/9")
+        .expect("XS_CLONE");
+    // Byte-exact request as received by the daemon.
+    let got = proxy.clones.lock().expect("lock").clone();
+    assert_eq!(
+        got,
+        vec![b"3\x009\x001\x00/local/domain/3\x00/local/domain/9".to_vec()]
+    );
+    assert_eq!(r(&mut c, "/local/domain/9/name"), "web-child-9");
+    assert_eq!(r(&mut c, "/local/domain/9/cloned"), "true");
+    // oxenstored semantics: EEXIST for an existing destination, ENOENT for
+    // a missing source.
+    let e = c
+        .clone_tree(3, 9, CloneOp::Basic, "/local/domain/3", "/local/domain/9")
+        .expect_err("exists");
+    assert!(e.is_eexist(), "{e}");
+    let e = c
+        .clone_tree(4, 10, CloneOp::Basic, "/local/domain/4", "/local/domain/10")
+        .expect_err("missing");
+    assert!(e.is_enoent(), "{e}");
+}
+
+#[test]
+fn big_directories_use_directory_part() {
+    let Some(xs) = Xenstored::start("big_directories_use_directory_part") else {
+        return;
+    };
+    let mut c = xs.connect();
+    // 500 children of 12+ bytes: well over the 4096-byte payload limit.
+    let expected: Vec<String> = (0..500).map(|i| format!("child-{i:06}")).collect();
+    c.transaction(4, |c, tx| {
+        for n in &expected {
+            c.write_str(tx, &format!("/big/{n}"), "")?;
+        }
+        Ok(())
+    })
+    .expect("populate");
+    let p = xenstore::wire::args_payload(&["/big"]).expect("payload");
+    let e = c
+        .request(Op::Directory, TxId::NONE, p, "/big")
+        .expect_err("one XS_DIRECTORY reply cannot hold it");
+    assert_eq!(e.errno(), Some(errno::E2BIG), "{e}");
+    let mut got = c
+        .directory(TxId::NONE, "/big")
+        .expect("directory via parts");
+    got.sort();
+    assert_eq!(got, expected);
+}
