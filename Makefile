@@ -15,7 +15,7 @@ export PATH := $(LLVM_BIN):$(XC_CACHE)/tools/bin:$(HOME)/.cargo/bin:$(PATH)
 MODULE_DIRS := rust/xen_clone_dev rust/netback_clone
 KMAKE = $(MAKE) -C $(KDIR) LLVM=1
 
-.PHONY: all modules modules-clippy modules-fmt-check modules-clean userspace kernel clean
+.PHONY: all modules modules-clippy modules-fmt-check patches-check modules-clean userspace kernel clean
 
 all: modules userspace
 
@@ -33,6 +33,14 @@ modules-fmt-check:
 	@rustfmt --check --config-path $(KDIR)/source/.rustfmt.toml $(foreach d,$(MODULE_DIRS),$(wildcard $(d)/*.rs))
 	@for f in $(filter-out %.mod.c,$(foreach d,$(MODULE_DIRS),$(wildcard $(d)/*.[ch]))); do \
 		$(KDIR)/source/scripts/checkpatch.pl --no-tree --quiet --no-summary --terse -f $$f || exit 1; done
+
+# checkpatch of linux-patches/, from the kernel source tree. Ignored: quoted
+# kernel log lines in commit messages (kept unwrapped on purpose) and the
+# CamelCase of Xen's own enum names (XenbusStateConnected).
+patches-check:
+	@cd $(KDIR)/source && for p in $(CURDIR)/linux-patches/*.patch; do \
+		PATH=/usr/bin:$$PATH scripts/checkpatch.pl --quiet --no-summary --terse \
+			--ignore COMMIT_LOG_LONG_LINE,CAMELCASE $$p || exit 1; done
 
 modules-clean:
 	@for d in $(MODULE_DIRS); do $(KMAKE) M=$(CURDIR)/$$d clean; done

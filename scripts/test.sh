@@ -38,6 +38,7 @@ lint() {
 	(cd "$XC_ROOT/userspace" && cargo fmt --all --check) || { echo "cargo fmt: not clean" >&2; rc=1; }
 	(cd "$XC_ROOT/userspace" && cargo clippy -q --workspace --all-targets -- -D warnings) || rc=1
 	make -s -C "$XC_ROOT" modules-fmt-check || { echo "kernel module sources: rustfmt/checkpatch not clean" >&2; rc=1; }
+	make -s -C "$XC_ROOT" patches-check || { echo "linux-patches/: checkpatch not clean" >&2; rc=1; }
 	make -s -C "$XC_ROOT" modules-clippy || rc=1
 	# modules-clippy leaves clippy-built objects; rebuild the plain ones for the VMs.
 	make -s -C "$XC_ROOT" modules || rc=1
