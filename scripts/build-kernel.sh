@@ -48,7 +48,9 @@ if [ "$("${GIT[@]}" config --get xc.series 2>/dev/null)" != "$series_key" ] ||
 fi
 
 # --- build directory, seeded from the last build ---------------------------
+kind=cold
 if [ ! -d "$bdir" ] && [ -e "$XC_CACHE/kbuild/current/.config" ]; then
+	kind=incremental
 	prev=$(readlink -f "$XC_CACHE/kbuild/current")
 	log "seeding $key from $(basename "$prev")"
 	cp -a "$prev" "$bdir.tmp" && mv "$bdir.tmp" "$bdir"
@@ -88,7 +90,9 @@ start=$(date +%s)
 "${MAKE[@]}" -s bzImage modules
 rm -rf "$bdir/modinst"
 "${MAKE[@]}" -s INSTALL_MOD_PATH="$bdir/modinst" INSTALL_MOD_STRIP=1 DEPMOD=true modules_install
-log "kernel built in $(($(date +%s) - start)) s"
+log "kernel built in $(($(date +%s) - start)) s ($kind)"
+# For scripts/bench.sh: how long the last full build of this tree took.
+echo "$kind $(($(date +%s) - start))" >"$bdir/.xc-build-time"
 touch "$bdir/.xc-built"
 ln -sfn "$key" "$XC_CACHE/kbuild/current"
 # Older build directories only served as seeds (0.8 GB each).

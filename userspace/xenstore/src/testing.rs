@@ -93,6 +93,16 @@ impl Xenstored {
     /// If `XC_XENSTORED_ROOT` is set but unusable, or the daemon fails to
     /// start: the test must not silently pass.
     pub fn start(test: &str) -> Option<Xenstored> {
+        Xenstored::start_with(test, true)
+    }
+
+    /// [`Xenstored::start`], with (`trace`) or without xenstored's `-T`
+    /// trace file (`<run_dir>/trace`, see [`Xenstored::trace_file`]).
+    /// Benchmarks turn it off where the trace's writes would be measured.
+    ///
+    /// # Panics
+    /// As [`Xenstored::start`].
+    pub fn start_with(test: &str, trace: bool) -> Option<Xenstored> {
         let root = match find_root() {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -133,9 +143,11 @@ impl Xenstored {
                 Ok(())
             });
         }
+        cmd.arg("-N");
+        if trace {
+            cmd.arg("-T").arg(dir.join("trace"));
+        }
         let child = cmd
-            .args(["-N", "-T"])
-            .arg(dir.join("trace"))
             .env("XENSTORED_RUNDIR", &dir)
             .env("LD_LIBRARY_PATH", libs)
             .env("LD_PRELOAD", &shim)
@@ -173,6 +185,16 @@ impl Xenstored {
 
     pub fn run_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The `-T` trace file (exists only if started with the trace on).
+    pub fn trace_file(&self) -> PathBuf {
+        self.dir.join("trace")
+    }
+
+    /// Process id of the daemon.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A new upstream-dialect connection whose reads time out after 10 s,
