@@ -315,9 +315,11 @@ impl Daemon {
                 return Ok(());
             }
         };
-        // Complete each clone as soon as it is ready: a burst (the device hands
-        // out up to twice its ring at once) must not hold back the first
-        // completions until every clone of the burst has been set up.
+        // Complete each clone as soon as it is ready: a burst must not hold
+        // back the first completions until every clone of the burst has been
+        // set up. The source hands out at most READ_BATCH entries per
+        // wake-up; clones waiting for their vifs complete on the uevents
+        // served between batches.
         for e in entries {
             self.start_clone(e);
             self.finish_ready();

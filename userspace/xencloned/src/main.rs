@@ -11,7 +11,7 @@ use xencloned::clone::{Options, XsMode};
 use xencloned::daemon::{Config, Daemon, Deps};
 use xencloned::hypervisor::Privcmd;
 use xencloned::netlink::{NetOps, Rtnl};
-use xencloned::source::{CloneSource, DeviceSource};
+use xencloned::source::{CloneSource, DeviceSource, IdleSource};
 use xencloned::uevent::KernelUevents;
 use xenstore::{Client, Dialect, Endpoint};
 
@@ -108,6 +108,14 @@ struct RunArgs {
     /// vifs and completion run as usual. For the device's simulate=1 mode.
     #[arg(long)]
     no_hypervisor: bool,
+    /// No clone device: only adopt cloned vifs (backend `cloned=true`,
+    /// brought online by netback, no `hotplug-status` yet) into the bond
+    /// named by their backend's `bridge`, write `hotplug-status=connected`,
+    /// and release them when netback takes them offline. For Xen without
+    /// clone support (where xen_clone_dev does not load) and clone-shaped
+    /// test setups. Implies --no-hypervisor; --device is not opened.
+    #[arg(long, conflicts_with_all = ["simulate", "no_io", "reset"])]
+    adopt_only: bool,
     /// Test only: no Xen. A simulated clone device (no entries) and
     /// hypervisor; exercises start-up, notify, signals and shutdown.
     #[arg(long, hide = true)]
@@ -244,6 +252,11 @@ fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
             };
             let (s, handle) = xencloned::source::SimSource::new(info)?;
             (Box::new(s), Some(handle))
+        } else if a.adopt_only {
+            tracing::info!(
+                "--adopt-only: no clone device; adopting the cloned vifs netback brings online"
+            );
+            (Box::new(IdleSource::new()?), None)
         } else {
             (Box::new(DeviceSource::open(&a.device)?), None)
         };
@@ -287,11 +300,12 @@ fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         VersionArg::Auto => None,
         VersionArg::Fixed(v) => Some(v),
     };
-    let hv: Box<dyn xencloned::hypervisor::Hypervisor> = if a.simulate || a.no_hypervisor {
-        Box::new(xencloned::hypervisor::NoHypervisor)
-    } else {
-        Box::new(Privcmd::open(&a.privcmd, version)?)
-    };
+    let hv: Box<dyn xencloned::hypervisor::Hypervisor> =
+        if a.simulate || a.no_hypervisor || a.adopt_only {
+            Box::new(xencloned::hypervisor::NoHypervisor)
+        } else {
+            Box::new(Privcmd::open(&a.privcmd, version)?)
+        };
     let net = Rtnl::open(a.sysfs.clone())?;
     let uevents = KernelUevents::open()?;
     let cfg = Config {
@@ -321,7 +335,12 @@ fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         "READY=1\nMAINPID={}\nSTATUS=consuming clone notifications",
         std::process::id()
     ));
-    tracing::info!(device = %a.device.display(), "ready");
+    let device = if a.adopt_only {
+        "none (--adopt-only)".to_string()
+    } else {
+        a.device.display().to_string()
+    };
+    tracing::info!(%device, "ready");
     d.run()?;
     let _ = xencloned::notify::notify("STOPPING=1");
     tracing::info!("stopped");
@@ -476,6 +495,18 @@ mod tests {
     }
 
     #[test]
+    fn adopt_only_excludes_the_modes_it_cannot_serve() {
+        let c = Cli::try_parse_from(["xencloned", "--adopt-only", "--cache"]).expect("parse");
+        assert!(c.run.adopt_only && c.run.cache);
+        for other in ["--simulate", "-n", "--reset"] {
+            assert!(
+                Cli::try_parse_from(["xencloned", "--adopt-only", other]).is_err(),
+                "--adopt-only with {other}"
+            );
+        }
+    }
+
+    #[test]
     fn domctl_version_values() {
         assert!(matches!(parse_version("auto"), Ok(VersionArg::Auto)));
         assert!(matches!(parse_version("0x14"), Ok(VersionArg::Fixed(0x14))));
@@ -500,6 +531,7 @@ mod tests {
             "--vif-timeout-ms",
             "--stats-file",
             "--log-file",
+            "--adopt-only",
         ] {
             assert!(help.contains(f), "{f} missing from --help");
         }

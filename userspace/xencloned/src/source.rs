@@ -88,6 +88,12 @@ pub trait CloneSource {
     fn info(&mut self) -> Result<Option<XenCloneInfo>, SourceError>;
 }
 
+/// Most entries a source hands out per [`CloneSource::read_entries`]: a
+/// burst is set up in batches, with the event loop (netback uevents, hence
+/// completions) served between them, so the first clones of a long burst
+/// complete without waiting for the last to be set up.
+pub const READ_BATCH: usize = 64;
+
 /// `/dev/xen/clone`.
 pub struct DeviceSource {
     file: File,
@@ -119,7 +125,7 @@ impl CloneSource for DeviceSource {
 
     fn read_entries(&mut self) -> Result<Vec<XenCloneEntry>, SourceError> {
         let mut out = Vec::new();
-        let mut buf = [0u8; ENTRY_SIZE * 64];
+        let mut buf = [0u8; ENTRY_SIZE * READ_BATCH];
         loop {
             match self.file.read(&mut buf) {
                 Ok(0) => return Ok(out),
@@ -135,6 +141,10 @@ impl CloneSource for DeviceSource {
                             }
                         }
                     }
+                    // One read (at most READ_BATCH entries) per wake-up: the
+                    // rest stays readable, so the event loop serves uevents
+                    // between batches of a long burst.
+                    return Ok(out);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -187,6 +197,47 @@ impl CloneSource for DeviceSource {
     }
 }
 
+/// No clone device (`xencloned --adopt-only`, e.g. on a Xen without clone
+/// support, where `xen_clone_dev` refuses to load): never readable, hands
+/// out no entry, so nothing can be completed. The daemon then only serves
+/// netback's cloned vifs through its uevent and reconcile paths (adoption).
+pub struct IdleSource {
+    never: nix::sys::eventfd::EventFd,
+}
+
+impl IdleSource {
+    pub fn new() -> io::Result<IdleSource> {
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        // An eventfd nobody writes: epoll never reports it readable.
+        let never =
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                .map_err(io::Error::from)?;
+        Ok(IdleSource { never })
+    }
+}
+
+impl CloneSource for IdleSource {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.never.as_fd()
+    }
+
+    fn read_entries(&mut self) -> Result<Vec<XenCloneEntry>, SourceError> {
+        Ok(Vec::new())
+    }
+
+    fn complete(&mut self, id: u32) -> Result<(), SourceError> {
+        // Nothing was ever handed out.
+        Err(SourceError::Complete {
+            id,
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        })
+    }
+
+    fn info(&mut self) -> Result<Option<XenCloneInfo>, SourceError> {
+        Ok(None)
+    }
+}
+
 /// Shared state of a simulated device: what the test queued and what the
 /// daemon completed.
 #[derive(Default, Debug)]
@@ -204,6 +255,7 @@ pub struct SimState {
 pub struct SimSource {
     state: Arc<Mutex<SimState>>,
     rx: std::os::unix::net::UnixStream,
+    tx: Arc<std::os::unix::net::UnixStream>,
 }
 
 /// The test's handle on a [`SimSource`].
@@ -219,7 +271,8 @@ impl SimHandle {
         if let Ok(mut s) = self.state.lock() {
             s.queued.push_back(e);
         }
-        let _ = (&*self.tx).write_all(&[1]);
+        // Non-blocking: when the socket is full, a wake-up is pending anyway.
+        let _ = (&*self.tx).write(&[1]);
     }
 
     pub fn completed(&self) -> Vec<u32> {
@@ -241,6 +294,8 @@ impl SimSource {
     pub fn new(info: XenCloneInfo) -> io::Result<(SimSource, SimHandle)> {
         let (rx, tx) = std::os::unix::net::UnixStream::pair()?;
         rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        let tx = Arc::new(tx);
         let state = Arc::new(Mutex::new(SimState {
             info,
             ..Default::default()
@@ -249,11 +304,9 @@ impl SimSource {
             SimSource {
                 state: state.clone(),
                 rx,
+                tx: tx.clone(),
             },
-            SimHandle {
-                state,
-                tx: Arc::new(tx),
-            },
+            SimHandle { state, tx },
         ))
     }
 }
@@ -271,7 +324,12 @@ impl CloneSource for SimSource {
             }
         }
         let mut s = self.state.lock().map_err(|_| SourceError::Short(0))?;
-        let out: Vec<_> = s.queued.drain(..).collect();
+        let n = s.queued.len().min(READ_BATCH);
+        let out: Vec<_> = s.queued.drain(..n).collect();
+        if !s.queued.is_empty() {
+            // Stay readable for the rest, as the device does.
+            let _ = (&*self.tx).write(&[1]);
+        }
         // Round-trip through the wire encoding, as the device would.
         let mut decoded = Vec::with_capacity(out.len());
         for e in &out {
@@ -320,6 +378,30 @@ mod tests {
     }
 
     #[test]
+    fn sim_source_hands_out_bursts_in_batches_and_stays_readable() {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let (mut src, h) = SimSource::new(XenCloneInfo::default()).expect("sim source");
+        // More pushes than the socket buffer holds wake-up bytes: never blocks.
+        let total = 20_000u32;
+        for id in 0..total {
+            h.push(entry(id));
+        }
+        let mut seen = Vec::new();
+        loop {
+            let mut fds = [PollFd::new(src.fd(), PollFlags::POLLIN)];
+            let ready = poll(&mut fds, PollTimeout::ZERO).expect("poll");
+            let got = src.read_entries().expect("read");
+            if got.is_empty() {
+                break;
+            }
+            assert_eq!(ready, 1, "entries queued but the source is not readable");
+            assert!(got.len() <= READ_BATCH, "{} entries in one read", got.len());
+            seen.extend(got.iter().map(|e| e.id));
+        }
+        assert_eq!(seen, (0..total).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn entry_codec_matches_abi_layout() {
         let e = entry(7);
         let b = encode_entry(&e);
@@ -338,6 +420,20 @@ mod tests {
             decode_entry(&b[..31]),
             Err(SourceError::Short(31))
         ));
+    }
+
+    #[test]
+    fn idle_source_is_never_readable_and_hands_out_nothing() {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut src = IdleSource::new().expect("idle source");
+        let mut fds = [PollFd::new(src.fd(), PollFlags::POLLIN)];
+        assert_eq!(poll(&mut fds, PollTimeout::ZERO).expect("poll"), 0);
+        assert!(src.read_entries().expect("read").is_empty());
+        assert!(matches!(
+            src.complete(1),
+            Err(SourceError::Complete { id: 1, .. })
+        ));
+        assert!(src.info().expect("info").is_none());
     }
 
     #[test]

@@ -75,6 +75,62 @@ fn starts_notifies_and_stops_cleanly_on_sigterm() {
     assert_eq!(&buf[..n], b"STOPPING=1");
 }
 
+/// `--adopt-only` runs without any clone device (stock Xen, where
+/// xen_clone_dev does not load) and without privcmd: ready, stats, clean stop.
+#[test]
+fn adopt_only_runs_without_a_clone_device() {
+    let Some(xs) = Xenstored::start("adopt_only_runs_without_a_clone_device") else {
+        return;
+    };
+    let dir = xs.run_dir().to_path_buf();
+    let notify = dir.join("notify-a");
+    let rx = UnixDatagram::bind(&notify).expect("bind notify");
+    rx.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let stats = dir.join("stats-a.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .arg("--adopt-only")
+        .args(["--device", "/nonexistent/clone"])
+        .args(["--privcmd", "/nonexistent/privcmd"])
+        .arg("--xenstore")
+        .arg(xs.socket())
+        .arg("--stats-file")
+        .arg(&stats)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xencloned");
+    let mut buf = [0u8; 256];
+    let n = rx.recv(&mut buf).expect("READY notification");
+    assert!(buf[..n].starts_with(b"READY=1"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stats.exists() {
+        assert!(Instant::now() < deadline, "stats file never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let json = std::fs::read_to_string(&stats).expect("stats");
+    assert!(json.contains("\"orphan_vifs_adopted\": 0"), "{json}");
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "xencloned did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {}: {log}", out.status);
+    assert!(
+        log.contains("--adopt-only: no clone device") && log.contains("stopped"),
+        "{log}"
+    );
+    assert!(!log.contains("/nonexistent"), "opened a device: {log}");
+}
+
 #[test]
 fn status_without_stats_file_fails_clearly() {
     let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))

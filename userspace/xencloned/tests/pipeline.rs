@@ -803,6 +803,85 @@ fn reconcile_adopts_online_cloned_vifs() {
     assert_eq!(h.daemon.stats.orphan_vifs_adopted, 1);
 }
 
+/// What `--adopt-only` serves: netback's online uevent for a cloned vif no
+/// clone is waiting for is adopted (bond from the backend's `bridge`,
+/// `hotplug-status=connected`), once; vifs that are not clones are left to
+/// the toolstack's script.
+#[test]
+fn online_uevent_of_unknown_cloned_vif_is_adopted() {
+    let Some(mut h) = harness(
+        "online_uevent_of_unknown_cloned_vif_is_adopted",
+        "bond0",
+        Netback::Dead,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    let mut c = h.client();
+    for (d, cloned) in [(21, "true"), (22, "false")] {
+        let be = format!("/local/domain/0/backend/vif/{d}/0");
+        let fe = format!("/local/domain/{d}/device/vif/0");
+        w(&mut c, &paths::join(&fe, "state"), "4");
+        let id = d.to_string();
+        for (k, v) in [
+            ("frontend", fe.as_str()),
+            ("frontend-id", id.as_str()),
+            ("handle", "0"),
+            ("bridge", "bond0"),
+            ("cloned", cloned),
+            ("state", "4"),
+        ] {
+            w(&mut c, &paths::join(&be, k), v);
+        }
+        h.net.add_dev(&format!("vif{d}.0"));
+    }
+    let online = |d: u16| {
+        uevent::encode(
+            "online",
+            &format!("/devices/vif-{d}-0"),
+            &[
+                ("SUBSYSTEM", "xen-backend"),
+                ("XENBUS_PATH", &format!("backend/vif/{d}/0")),
+                ("vif", &format!("vif{d}.0")),
+                ("cloned", "1"),
+            ],
+        )
+    };
+    for d in [21, 22, 21] {
+        h.uev.send(&online(d)).expect("send online");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.daemon.stats.orphan_vifs_adopted == 0 {
+        assert!(Instant::now() < deadline, "vif21.0 never adopted");
+        h.daemon
+            .step(Some(Duration::from_millis(20)))
+            .expect("step");
+    }
+    // Let the other two uevents through too.
+    for _ in 0..10 {
+        h.daemon
+            .step(Some(Duration::from_millis(20)))
+            .expect("step");
+    }
+    assert_eq!(h.daemon.stats.orphan_vifs_adopted, 1, "adopted once");
+    assert_eq!(h.net.master("vif21.0").as_deref(), Some("bond0"));
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/vif/21/0/hotplug-status"),
+        "connected"
+    );
+    assert_eq!(h.net.master("vif22.0"), None, "not a clone: not adopted");
+    assert!(
+        c.read_opt(
+            TxId::NONE,
+            "/local/domain/0/backend/vif/22/0/hotplug-status"
+        )
+        .expect("read")
+        .is_none()
+    );
+}
+
 #[test]
 fn full_pipeline_xs_clone_mode_nephele_dialect() {
     let Some(mut h) = harness(
