@@ -20,7 +20,7 @@ xc_vm_run() {
 	start=$(date +%s%N)
 	set +e
 	flock "${XC_VM_LOCK:-/tmp/xen-clone-vm.lock}" \
-		timeout --foreground -k 5 "$timeout_s" qemu-system-x86_64 -machine pc -accel tcg -cpu max -smp 2 -m "$mem" \
+		timeout --foreground -k 5 "$timeout_s" qemu-system-x86_64 -machine pc -accel "${XC_QEMU_ACCEL:-tcg}" -cpu "${XC_QEMU_CPU:-max}" -smp 2 -m "$mem" \
 		-display none -serial stdio -monitor none -nic none -no-reboot "$@" \
 		</dev/null 2>&1 | tr -d '\r' >"$out/serial.log"
 	rc=${PIPESTATUS[0]}

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Boot Xen 4.17 under QEMU (TCG) with our Dom0 kernel and run one scenario.
+#
+#   tests/xen/run.sh SCENARIO [--timeout SECONDS]
+#
+# Needs a built kernel (scripts/build-kernel.sh) and, when present, our modules
+# (make modules) and userspace binaries (make userspace). Writes
+# $XC_RESULTS/xen-SCENARIO/{serial.log,result.json}; exits non-zero on failure.
+. "$(dirname "$0")/../../scripts/lib.sh"
+. "$XC_ROOT/tests/lib/initramfs.sh"
+. "$XC_ROOT/tests/lib/results.sh"
+
+scenario=${1:?usage: tests/xen/run.sh SCENARIO [--timeout SECONDS]}
+timeout_s=240
+[ "${2:-}" = --timeout ] && timeout_s=$3
+[ -f "$XC_ROOT/tests/xen/scenarios/$scenario.sh" ] || die "no scenario tests/xen/scenarios/$scenario.sh"
+
+kdir=$XC_CACHE/kbuild/current
+[ -f "$kdir/.xc-built" ] || die "no kernel build in $kdir: run scripts/build-kernel.sh"
+kver=$(cat "$kdir/include/config/kernel.release")
+xen=$("$XC_ROOT/scripts/fetch-xen.sh")
+out=$XC_RESULTS/xen-$scenario
+rm -rf "$out"; mkdir -p "$out"
+work=$XC_CACHE/initramfs
+mkdir -p "$work"
+export LD_LIBRARY_PATH
+LD_LIBRARY_PATH=$(xen_ld_path "$xen")
+
+# --- DomU initramfs: busybox only; netfront is built into our kernel -------
+ir_init "$work/domu"
+install -m755 "$XC_ROOT/tests/xen/domu/init" "$work/domu/init"
+ir_pack "$work/domu" "$work/domu.cpio.gz"
+
+# --- Dom0 initramfs ----------------------------------------------------------
+d=$work/dom0
+ir_init "$d"
+rm -rf "$d/var/run"; ln -s ../run "$d/var/run"
+# Xen's vif-bridge prefers brctl when one is on PATH; busybox's cannot
+# enslave to a bond, iproute2's "ip link set master" can.
+rm -f "$d/bin/brctl"
+ir_add_bin "$d" "$(command -v ip)" /sbin/ip
+ir_add_bin "$d" /bin/bash /bin/bash
+for b in xl xenstored xenconsoled xen-init-dom0 libxl-save-helper; do
+	ir_add_bin "$d" "$xen/usr/lib/xen-$XEN_VERSION_SERIES/bin/$b" "/usr/lib/xen-$XEN_VERSION_SERIES/bin/$b"
+done
+for b in "$xen"/usr/bin/xenstore*; do
+	if [ -L "$b" ]; then cp -a "$b" "$d/usr/bin/"; else ir_add_bin "$d" "$b" "/usr/bin/${b##*/}"; fi
+done
+# xl aborts at exit without libgcc_s (pthread_cancel unwinding).
+ir_add_lib "$d" "$(readlink -f "$(gcc -print-file-name=libgcc_s.so.1)")"
+cp -a "$xen/etc/xen" "$d/etc/"
+mkdir -p "$d/lib/modules"
+cp -a "$kdir/modinst/lib/modules/$kver" "$d/lib/modules/"
+mkdir -p "$d/lib/modules/$kver/extra"
+for ko in "$XC_ROOT"/rust/*/*.ko; do [ -f "$ko" ] && cp "$ko" "$d/lib/modules/$kver/extra/"; done
+depmod -b "$d" "$kver"
+for b in "$XC_ROOT"/userspace/target/release/{xencloned,clone-dev-check}; do
+	[ -x "$b" ] && ir_add_bin "$d" "$b" "/usr/local/bin/${b##*/}"
+done
+mkdir -p "$d/boot" "$d/xc"
+cp "$kdir/arch/x86/boot/bzImage" "$d/boot/vmlinuz"
+cp "$work/domu.cpio.gz" "$d/boot/domu.cpio.gz"
+install -m755 "$XC_ROOT/tests/xen/dom0/init" "$d/init"
+cp "$XC_ROOT/tests/xen/dom0/lib.sh" "$d/xc/lib.sh"
+cp -r "$XC_ROOT/tests/xen/scenarios" "$d/xc/scenarios"
+ir_pack "$d" "$work/dom0.cpio.gz"
+log "initramfs: dom0 $(du -h "$work/dom0.cpio.gz" | cut -f1), domu $(du -h "$work/domu.cpio.gz" | cut -f1)"
+
+# --- boot --------------------------------------------------------------------
+# No commas in the Dom0 command line: QEMU splits multiboot modules on commas.
+xen_cmdline="console=com1 com1=115200 dom0_mem=1G,max:1G dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0 ${XC_XEN_EXTRA:-}"
+dom0_cmdline="console=hvc0 earlyprintk=xen rdinit=/init xc.scenario=$scenario slub_debug=FZPU"
+log "booting Xen + Dom0, scenario $scenario (timeout ${timeout_s}s)"
+xc_vm_run "xen-$scenario" "$out" "$timeout_s" 3072 \
+	-kernel "$xen/boot/xen-$XEN_VERSION_SERIES-amd64" -append "$xen_cmdline" \
+	-initrd "$kdir/arch/x86/boot/bzImage $dom0_cmdline,$work/dom0.cpio.gz"
