@@ -41,12 +41,18 @@ def attach_section(a):
     rows = []
     for n in ns:
         c, s = runs.get(("clone", n), {}), runs.get(("stock", n), {})
-        rows.append([n, c.get("p50_ms"), c.get("p99_ms"), s.get("p50_ms"), s.get("p99_ms"),
+        def conn(r):
+            if "vifs_attempted" not in r:
+                return "-"
+            return f"{r.get('vifs_connected')}/{r.get('vifs_attempted')}"
+        rows.append([n, c.get("p50_ms"), c.get("p99_ms"), conn(c), s.get("p50_ms"), s.get("p99_ms"), conn(s),
                      a.get("ratio_p50", {}).get(str(n)), a.get("ratio_p99", {}).get(str(n))])
     md = ["## Vif attach latency (stock Xen 4.17 under QEMU TCG)", "",
           a.get("method", ""), "",
-          table(["N vifs", "clone p50 ms", "clone p99 ms", "stock p50 ms", "stock p99 ms",
-                 "ratio p50 (clone/stock)", "ratio p99"], rows)]
+          table(["N vifs", "clone p50 ms", "clone p99 ms", "clone connected", "stock p50 ms", "stock p99 ms",
+                 "stock connected", "ratio p50 (clone/stock)", "ratio p99"], rows),
+          "", "Ratios are given only when every vif of both paths connected; percentiles of incomplete "
+          "runs cover the connected vifs only."]
     return "\n".join(md)
 
 
