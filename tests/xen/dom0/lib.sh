@@ -255,6 +255,18 @@ xc_xencloned_stop() {
 	kill "$(xc_xencloned_pid "$1")" 2>/dev/null
 	xc_wait 10 sh -c "! kill -0 $(xc_xencloned_pid "$1")"
 }
+# xc_xencloned_finish N: checks that daemon N is still alive, stops it, checks
+# that it stopped cleanly with no ERROR line, and puts its log on the console.
+xc_xencloned_finish() {
+	xc_check daemon-alive kill -0 "$(xc_xencloned_pid "$1")"
+	xc_xencloned_stop "$1"
+	if grep -q ' stopped' "/tmp/xencloned.$1.log" && ! grep -q ' ERROR ' "/tmp/xencloned.$1.log"; then
+		xc_pass daemon-no-error-and-stopped
+	else
+		xc_fail daemon-no-error-and-stopped "$(grep ' ERROR ' "/tmp/xencloned.$1.log" | head -n 3 | tr '\n' '|')"
+	fi
+	xc_xencloned_log "$1"
+}
 
 # xc_jiffy_ms: milliseconds per jiffy, for the attach watch's clock: the
 # "timestamp" (jiffies) of /proc/schedstat, 1 ms at HZ=1000, HZ found once

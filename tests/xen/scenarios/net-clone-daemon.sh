@@ -133,13 +133,6 @@ done
 # then, else the kernel when netback unregistered it.
 sleep 2
 xc_log "daemon vifs_released: $(xc_stat 1 vifs_released), orphan_vifs_adopted: $(xc_stat 1 orphan_vifs_adopted)"
-xc_check daemon-alive kill -0 "$(xc_xencloned_pid 1)"
-xc_xencloned_stop 1
-if grep -q ' stopped' /tmp/xencloned.1.log && ! grep -q ' ERROR ' /tmp/xencloned.1.log; then
-	xc_pass daemon-no-error-and-stopped
-else
-	xc_fail daemon-no-error-and-stopped "$(grep ' ERROR ' /tmp/xencloned.1.log | head -n 3 | tr '\n' '|')"
-fi
-xc_xencloned_log 1
+xc_xencloned_finish 1
 xc_check netback-clone-unload rmmod netback_clone
 xc_uevents_stop

@@ -99,13 +99,6 @@ if xc_wait 20 xc_vif_gone "$id" 0; then xc_pass vif-released-on-destroy; else xc
 if xc_wait 10 xc_uevent_seen offline "$id" 0; then xc_pass clone-offline-uevent; else xc_fail clone-offline-uevent "$(tr '\n' '|' </tmp/uevents)"; fi
 if grep -qw "vif$id.0" /sys/class/net/bond0/bonding/slaves; then xc_fail vif-left-bond0 "$(cat /sys/class/net/bond0/bonding/slaves)"; else xc_pass vif-left-bond0; fi
 [ "$(xc_nbc_stat detached)" = 1 ] && xc_pass nbc-detached-1 || xc_fail nbc-detached-1 "$(xc_nbc_stat detached)"
-xc_check daemon-alive kill -0 "$(xc_xencloned_pid 1)"
-xc_xencloned_stop 1
-if grep -q ' stopped' /tmp/xencloned.1.log && ! grep -q ' ERROR ' /tmp/xencloned.1.log; then
-	xc_pass daemon-no-error-and-stopped
-else
-	xc_fail daemon-no-error-and-stopped "$(grep ' ERROR ' /tmp/xencloned.1.log | head -n 3 | tr '\n' '|')"
-fi
-xc_xencloned_log 1
+xc_xencloned_finish 1
 xc_check netback-clone-unload rmmod netback_clone
 xc_uevents_stop

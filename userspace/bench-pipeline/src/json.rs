@@ -55,19 +55,7 @@ pub fn obj<const N: usize>(pairs: [(&str, J); N]) -> J {
 }
 
 fn escape(s: &str, o: &mut String) {
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(o, "\\u{:04x}", c as u32);
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
+    o.push_str(&xencloned::stats::json_str(s));
 }
 
 impl J {

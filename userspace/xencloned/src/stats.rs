@@ -53,7 +53,8 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn json_str(s: &str) -> String {
+/// `s` as a JSON string literal (quoted and escaped).
+pub fn json_str(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for c in s.chars() {
