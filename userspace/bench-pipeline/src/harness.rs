@@ -19,7 +19,7 @@ use xencloned::hypervisor::StartInfo;
 use xencloned::netlink::MasterKind;
 use xencloned::sim::{FakeHypervisor, FakeNet};
 use xencloned::source::{SimHandle, SimSource};
-use xencloned::uevent::{self, SimUevents};
+use xencloned::uevent::SimUevents;
 use xenstore::testing::{NepheleProxy, Xenstored};
 use xenstore::{Client, Dialect, Endpoint, Perms, TxId, paths};
 
@@ -188,15 +188,7 @@ fn spawn_netback(
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            let rest = ev
-                .path
-                .strip_prefix("/local/domain/0/backend/vif/")
-                .unwrap_or("");
-            let mut parts = rest.split('/');
-            let (Some(d), Some(n)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let (Ok(d), Ok(n)) = (d.parse::<u16>(), n.parse::<u32>()) else {
+            let Some((d, n)) = xencloned::sim::vif_backend_of_event(&ev.path) else {
                 continue;
             };
             let be = format!("/local/domain/0/backend/vif/{d}/{n}");
@@ -220,21 +212,7 @@ fn spawn_netback(
             seen.insert((d, n));
             let ifname = format!("vif{d}.{n}");
             net.add_dev(&ifname);
-            let devpath = format!("/devices/vif-{d}-{n}");
-            let xbp = format!("backend/vif/{d}/{n}");
-            let _ = tx.send(&uevent::encode(
-                "online",
-                &devpath,
-                &[
-                    ("ACTION", "online"),
-                    ("DEVPATH", &devpath),
-                    ("SUBSYSTEM", "xen-backend"),
-                    ("XENBUS_TYPE", "vif"),
-                    ("XENBUS_PATH", &xbp),
-                    ("vif", &ifname),
-                    ("cloned", "1"),
-                ],
-            ));
+            let _ = tx.send(&xencloned::sim::cloned_online_uevent(d, n));
         }
     });
 }

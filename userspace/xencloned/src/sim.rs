@@ -205,3 +205,34 @@ impl NetOps for FakeNet {
         Ok(())
     }
 }
+
+/// For a fake netback: the `(frontend domid, devid)` of the vif backend node
+/// a Xenstore watch event under `/local/domain/0/backend/vif` fired for
+/// (`.../backend/vif/<d>/<n>` or a key below it).
+pub fn vif_backend_of_event(path: &str) -> Option<(u16, u32)> {
+    let rest = path.strip_prefix("/local/domain/0/backend/vif/")?;
+    let mut parts = rest.split('/');
+    let d = parts.next()?.parse().ok()?;
+    let n = parts.next()?.parse().ok()?;
+    Some((d, n))
+}
+
+/// The `online` uevent netback sends for the cloned vif `vif<d>.<n>`.
+pub fn cloned_online_uevent(d: u16, n: u32) -> Vec<u8> {
+    let devpath = format!("/devices/vif-{d}-{n}");
+    let xbp = format!("backend/vif/{d}/{n}");
+    let ifname = format!("vif{d}.{n}");
+    crate::uevent::encode(
+        "online",
+        &devpath,
+        &[
+            ("ACTION", "online"),
+            ("DEVPATH", &devpath),
+            ("SUBSYSTEM", "xen-backend"),
+            ("XENBUS_TYPE", "vif"),
+            ("XENBUS_PATH", &xbp),
+            ("vif", &ifname),
+            ("cloned", "1"),
+        ],
+    )
+}

@@ -155,15 +155,7 @@ fn spawn_netback(
             if stop.load(Ordering::SeqCst) {
                 return;
             }
-            let rest = ev
-                .path
-                .strip_prefix("/local/domain/0/backend/vif/")
-                .unwrap_or("");
-            let mut parts = rest.split('/');
-            let (Some(d), Some(n)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let (Ok(d), Ok(n)) = (d.parse::<u16>(), n.parse::<u32>()) else {
+            let Some((d, n)) = xencloned::sim::vif_backend_of_event(&ev.path) else {
                 continue;
             };
             let be = format!("/local/domain/0/backend/vif/{d}/{n}");
@@ -201,21 +193,7 @@ fn spawn_netback(
                 net.add_dev(&ifname);
             }
             if mode == Netback::Normal {
-                let devpath = format!("/devices/vif-{d}-{n}");
-                let xbp = format!("backend/vif/{d}/{n}");
-                let _ = tx.send(&uevent::encode(
-                    "online",
-                    &devpath,
-                    &[
-                        ("ACTION", "online"),
-                        ("DEVPATH", &devpath),
-                        ("SUBSYSTEM", "xen-backend"),
-                        ("XENBUS_TYPE", "vif"),
-                        ("XENBUS_PATH", &xbp),
-                        ("vif", &ifname),
-                        ("cloned", "1"),
-                    ],
-                ));
+                let _ = tx.send(&xencloned::sim::cloned_online_uevent(d, n));
             }
         }
     });
