@@ -53,9 +53,10 @@ for l in lines:
     if m and "XC-" not in l:
         ktap.append({"indent": len(m[1]), "ok": m[2] == "ok", "name": m[4].strip(),
                      "skip": bool(m[5] and "SKIP" in m[5]), "directive": (m[5] or "").strip()})
-# "traps: prog[pid] ..." is the kernel reporting a userspace crash: not a
-# kernel problem, but worth seeing.
-traps = [l for l in lines if re.search(r"traps: \S+\[\d+\]", l)]
+# "traps: prog[pid] ...", "prog[pid]: segfault at ..." and ld.so's
+# "Inconsistency detected" are userspace crashes: not kernel problems, but
+# worth seeing (README, Known problems).
+traps = [l for l in lines if re.search(r"traps: \S+\[\d+\]|\S+\[\d+\]: segfault at |Inconsistency detected by ld\.so", l)]
 bad = [l for l in lines if not l.lstrip().startswith("(XEN)") and l not in traps
        and re.search(problems, l)]
 res = {"name": name, "qemu_exit": int(qemu_rc), "elapsed_ms": int(elapsed), "done": done,
