@@ -111,8 +111,9 @@ pub fn arp_request_frame(src_mac: [u8; 6], sender_ip: Ipv4Addr, target_ip: Ipv4A
     f
 }
 
-/// Sends a raw Ethernet frame out of interface `ifindex` (AF_PACKET).
-pub fn send_frame(ifindex: i32, frame: &[u8]) -> io::Result<()> {
+/// An AF_PACKET socket for ARP frames and the link-layer address of
+/// interface `ifindex` (no hardware address set).
+fn arp_packet_socket(ifindex: i32) -> io::Result<(OwnedFd, libc::sockaddr_ll)> {
     let proto = (libc::ETH_P_ARP as u16).to_be();
     // SAFETY: plain socket(2); result checked and owned.
     let raw = unsafe {
@@ -132,6 +133,12 @@ pub fn send_frame(ifindex: i32, frame: &[u8]) -> io::Result<()> {
     addr.sll_family = libc::AF_PACKET as u16;
     addr.sll_protocol = proto;
     addr.sll_ifindex = ifindex;
+    Ok((fd, addr))
+}
+
+/// Sends a raw Ethernet frame out of interface `ifindex` (AF_PACKET).
+pub fn send_frame(ifindex: i32, frame: &[u8]) -> io::Result<()> {
+    let (fd, mut addr) = arp_packet_socket(ifindex)?;
     addr.sll_halen = 6;
     addr.sll_addr[..6].copy_from_slice(&[0xff; 6]);
     // SAFETY: valid fd, live frame buffer and a properly sized sockaddr_ll.
@@ -484,25 +491,7 @@ mod tests {
 
     /// An AF_PACKET ARP listener on `ifindex` with a 200 ms timeout.
     fn packet_listener(ifindex: i32) -> io::Result<OwnedFd> {
-        let proto = (libc::ETH_P_ARP as u16).to_be();
-        // SAFETY: plain socket(2), checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                i32::from(proto),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fresh fd owned from here on.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: zeroed sockaddr_ll is valid.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = proto;
-        addr.sll_ifindex = ifindex;
+        let (fd, addr) = arp_packet_socket(ifindex)?;
         // SAFETY: valid fd and sockaddr_ll.
         let r = unsafe {
             libc::bind(
