@@ -7,7 +7,7 @@ APT_PKGS=(
 	"clang-$LLVM_VERSION" "lld-$LLVM_VERSION" "llvm-$LLVM_VERSION" "libclang-$LLVM_VERSION-dev"
 	flex bison libelf-dev libssl-dev bc cpio dwarves kmod zstd xz-utils rsync
 	qemu-system-x86 busybox-static iproute2 bash util-linux
-	git make gcc python3 python3-ply python3-git ca-certificates debian-archive-keyring
+	git make gcc libc6-dev python3 python3-ply python3-git ca-certificates debian-archive-keyring
 )
 
 missing=()

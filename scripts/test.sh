@@ -11,13 +11,6 @@
 set +e
 
 XEN_SCENARIOS=$(grep -v '^#' "$XC_ROOT/tests/xen/suite.list")
-# Scenarios with several DomUs hit a Dom0 memory corruption of the test
-# kernel (tests/xen/suite-multi-domu.list says which and why): opt-in.
-XEN_MULTI=$(grep -v '^#' "$XC_ROOT/tests/xen/suite-multi-domu.list")
-if [ "${XC_MULTI_DOMU:-0}" = 1 ]; then
-	XEN_SCENARIOS="$XEN_SCENARIOS $XEN_MULTI"
-	XEN_MULTI=
-fi
 ALL_STAGES="build lint cargo kunit $(for s in $XEN_SCENARIOS; do printf 'xen-%s ' "$s"; done)"
 STAGES=${XC_STAGES:-$ALL_STAGES}
 mkdir -p "$XC_RESULTS"
@@ -65,9 +58,6 @@ cargo_tests() {
 finish() {
 	printf '\n== summary (%s s)\n' "$(($(date +%s) - t_all))"
 	printf '  %s\n' "${summary[@]}"
-	for s in $XEN_MULTI; do
-		printf '  SKIP xen-%s (several DomUs: Dom0 memory corruption of the test kernel, README "Known problems"; XC_MULTI_DOMU=1 runs it)\n' "$s"
-	done
 	printf '%s passed, %s failed\n' "$passed" "$failed"
 	[ "$failed" = 0 ]
 	exit

@@ -6,6 +6,10 @@
 # Needs a built kernel (scripts/build-kernel.sh) and, when present, our modules
 # (make modules) and userspace binaries (make userspace). Writes
 # $XC_RESULTS/xen-SCENARIO/{serial.log,result.json}; exits non-zero on failure.
+#
+# For experiments: XC_XEN_EXTRA (Xen command line), XC_DOM0_EXTRA (Dom0
+# command line, no commas), XC_DOM0_EXTRA_BINS (files copied to the Dom0's
+# /usr/local/bin), XC_QEMU_CPU / XC_QEMU_ACCEL (tests/lib/results.sh).
 . "$(dirname "$0")/../../scripts/lib.sh"
 . "$XC_ROOT/tests/lib/initramfs.sh"
 . "$XC_ROOT/tests/lib/results.sh"
@@ -57,6 +61,15 @@ depmod -b "$d" "$kver"
 for b in "$XC_ROOT"/userspace/target/release/{xencloned,clone-dev-check}; do
 	[ -x "$b" ] && ir_add_bin "$d" "$b" "/usr/local/bin/${b##*/}"
 done
+# Test tools, static (tests/xen/tools/), and extra binaries for diagnostics.
+for t in "$XC_ROOT"/tests/xen/tools/*.c; do
+	b=$work/$(basename "$t" .c)
+	if [ ! -x "$b" ] || [ "$t" -nt "$b" ]; then
+		gcc -static -O1 -Wall -o "$b" "$t" || die "cannot build $t"
+	fi
+	install -m755 "$b" "$d/usr/local/bin/${b##*/}"
+done
+for b in ${XC_DOM0_EXTRA_BINS:-}; do install -m755 "$b" "$d/usr/local/bin/${b##*/}"; done
 mkdir -p "$d/boot" "$d/xc"
 cp "$kdir/arch/x86/boot/bzImage" "$d/boot/vmlinuz"
 cp "$work/domu.cpio.gz" "$d/boot/domu.cpio.gz"
@@ -68,8 +81,14 @@ log "initramfs: dom0 $(du -h "$work/dom0.cpio.gz" | cut -f1), domu $(du -h "$wor
 
 # --- boot --------------------------------------------------------------------
 # No commas in the Dom0 command line: QEMU splits multiboot modules on commas.
-xen_cmdline="console=com1 com1=115200 dom0_mem=1G,max:1G dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0 ${XC_XEN_EXTRA:-}"
-dom0_cmdline="console=hvc0 earlyprintk=xen rdinit=/init xc.scenario=$scenario slub_debug=FZPU"
+# spec-ctrl=eager-fpu: QEMU's "max" CPU looks like AMD, where Xen defaults to
+# lazy FPU switching (CR0.TS and #NM). Under QEMU 7.2 TCG that loses vector
+# register state between vCPUs: with DomUs running, Dom0 processes see other
+# processes' ymm/xmm contents and crash in libc (memcpy, strlen, TLS setup).
+# Eager switching saves and restores on every vCPU switch; the fpu-state
+# scenario checks the registers survive.
+xen_cmdline="console=com1 com1=115200 dom0_mem=1G,max:1G dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0 spec-ctrl=eager-fpu ${XC_XEN_EXTRA:-}"
+dom0_cmdline="console=hvc0 earlyprintk=xen rdinit=/init xc.scenario=$scenario slub_debug=FZPU ${XC_DOM0_EXTRA:-}"
 log "booting Xen + Dom0, scenario $scenario (timeout ${timeout_s}s)"
 xc_vm_run "xen-$scenario" "$out" "$timeout_s" 3072 \
 	-kernel "$xen/boot/xen-$XEN_VERSION_SERIES-amd64" -append "$xen_cmdline" \

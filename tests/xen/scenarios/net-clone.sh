@@ -8,7 +8,7 @@
 # so it runs with --adopt-only and adopts the cloned vif netback brings
 # online (uevent cloned=1) into the bond named by the backend's "bridge",
 # writing hotplug-status itself; no hotplug script runs for the clone.
-# (Scenarios with more DomUs: tests/xen/suite-multi-domu.list.)
+# (With more DomUs: net-clone-multi.sh, net-clone-daemon.sh, net-clone-neg.sh.)
 modprobe bonding max_bonds=0
 xc_check bond0-up xc_bond bond0 10.8.0.1/24
 xc_uevents_start
