@@ -33,13 +33,16 @@ while [ $k -le $NDOMU ]; do
 done
 xc_log "bench: rounds '$ROUNDS' over $NDOMU DomUs (128 MB, 1 vCPU); clock $(xc_jiffy_ms) ms per jiffy"
 
-# bench_run PATH SKIP SECONDS CMD DOMID/DEVID...: the round of PATH: "CMD
-# DOMID DEVID" for every vif at once, each in the background (exit status in
-# /tmp/run.PATH.DOMID.DEVID.rc, output in .out), measured by the attach watch
-# of PATH (SKIP: see xc_attach_watch_start); returns when every vif has its
-# sample, or 5 s after every command has exited, or after SECONDS.
+# bench_run PATH SKIP SECONDS GRACE CMD DOMID/DEVID...: the round of PATH:
+# "CMD DOMID DEVID" for every vif at once, each in the background (exit status
+# in /tmp/run.PATH.DOMID.DEVID.rc, output in .out), measured by the attach
+# watch of PATH (SKIP: see xc_attach_watch_start); returns when every vif has
+# its sample, or GRACE s after every command has exited, or after SECONDS.
+# The stock path's command returns after the hotplug script, so a short grace
+# suffices; the clone path's returns once the node is written, long before
+# xenwatch has worked through N probes: its grace is the whole round.
 bench_run() {
-	_path=$1 _skip=$2 _secs=$3 _cmd=$4; shift 4
+	_path=$1 _skip=$2 _secs=$3 _grace=$4 _cmd=$5; shift 5
 	rm -f /tmp/run."$_path".*
 	_w=; for _p in "$@"; do _w="$_w $_p:bond0"; done
 	xc_attach_watch_start "$_path" "$_skip" $_w || { xc_log "$_path: attach watch did not start"; return 1; }
@@ -51,7 +54,7 @@ bench_run() {
 	while kill -0 "$(cat "/tmp/attach.$_path.apid")" 2>/dev/null && [ "$(xc_now_ms)" -lt "$_end" ]; do
 		if [ -z "$_idle" ]; then
 			[ "$(ls /tmp/run."$_path".*.rc 2>/dev/null | wc -l)" = $# ] && _idle=$(xc_now_ms)
-		elif [ $(( $(xc_now_ms) - _idle )) -gt 5000 ]; then
+		elif [ $(( $(xc_now_ms) - _idle )) -gt $((_grace * 1000)) ]; then
 			break
 		fi
 		sleep 0.2
@@ -100,6 +103,26 @@ bench_connected() {
 	done
 }
 
+# bench_topup DOMID/DEVID...: for each vif of the stock round that did not
+# connect, a new one in the same DomU, attached alone (untimed); prints those
+# that connected. Run it in this shell (not in $(...)): it advances next$K. Keeps the clone round at N vifs at once when the stock round
+# could not attach them all.
+bench_topup() {
+	for _p in "$@"; do
+		_k=1
+		while [ $_k -le $NDOMU ]; do
+			eval "[ \"\$dom$_k\" = \"${_p%/*}\" ]" && break
+			_k=$((_k + 1))
+		done
+		eval "_dev=\$next$_k; next$_k=\$((_dev + 1))"
+		if xl network-attach "${_p%/*}" bridge=bond0 "devid=$_dev" >/tmp/topup.out 2>&1; then
+			bench_connected "${_p%/*}/$_dev"
+		else
+			xc_log "top-up: ${_p%/*}/$_dev: $(tr '\n' '|' </tmp/topup.out | cut -c1-200)" >&2
+		fi
+	done
+}
+
 adopted=0 rot=0
 for round in $ROUNDS; do
 	n=${round%:*} reps=${round#*:} r=1
@@ -114,15 +137,22 @@ for round in $ROUNDS; do
 		done
 		rot=$((rot + 1))
 
-		bench_run stock 1 300 bench_stock $pairs
+		bench_run stock 1 300 5 bench_stock $pairs
 		bench_report stock "$n" "$r" "$n"
 		# The clone path takes the vifs the stock path connected (a
-		# clone-shaped vif needs its frontend Connected).
+		# clone-shaped vif needs its frontend Connected), topped up to N.
 		ok=$(bench_connected $pairs | tr '\n' ' ')
 		m=$(echo $ok | wc -w)
+		if [ "$m" -lt "$n" ]; then
+			missing=$(for p in $pairs; do case " $ok " in *" $p "*) ;; *) echo "$p" ;; esac; done)
+			bench_topup $missing >/tmp/topup.ok
+			ok="$ok $(tr '\n' ' ' </tmp/topup.ok)"
+			xc_log "clone round n=$n r=$r: $m vifs from the stock round, $(( $(echo $ok | wc -w) - m )) attached one at a time first"
+			m=$(echo $ok | wc -w)
+		fi
 		if [ "$m" -gt 0 ]; then
 			for p in $ok; do xc_clone_detach "${p%/*}" "${p#*/}" || xc_log "clone detach of $p failed"; done
-			bench_run clone 0 120 xc_clone_attach $ok
+			bench_run clone 0 180 180 xc_clone_attach $ok
 			adopted=$((adopted + m))
 			if ! bench_report clone "$n" "$r" "$m"; then
 				kill -0 "$(xc_xencloned_pid 1)" || xc_log "xencloned is gone"

@@ -52,5 +52,5 @@ if wait "$probes"; then xc_pass fpu-probe-with-domus; else xc_fail fpu-probe-wit
 cat /tmp/fpu-load.log
 touch /tmp/churn.stop; wait "$churner"
 crashes=$(crash_lines | tail -n +$((crashes_before + 1)))
-if [ -z "$crashes" ]; then xc_pass no-userspace-crash; else xc_fail no-userspace-crash "$(echo "$crashes" | head -3 | tr '\n' '|')"; fi
+if [ -z "$crashes" ]; then xc_pass no-userspace-crash-with-domus; else xc_fail no-userspace-crash-with-domus "$(echo "$crashes" | head -3 | tr '\n' '|')"; fi
 for d in f1 f2 f3; do xl destroy "$d" 2>/dev/null; done
