@@ -31,8 +31,9 @@ else
 fi
 
 # (xl crashed in libc here, like other Dom0 tools, until Xen ran with eager
-# FPU switching: README "Known problems".)
-if timeout 60 xl shutdown -w domu1 >/tmp/shutdown.out 2>&1 && ! xl domid domu1 >/dev/null 2>&1; then
+# FPU switching: README "Known problems".) "-w" returns once the guest has
+# shut down; on_poweroff=destroy then takes the domain away.
+if timeout 60 xl shutdown -w domu1 >/tmp/shutdown.out 2>&1 && xc_wait 30 sh -c '! xl domid domu1 2>/dev/null'; then
 	xc_pass domu-shutdown
 else
 	xc_fail domu-shutdown "$(tr '\n' '|' </tmp/shutdown.out)"
