@@ -39,22 +39,43 @@ xc_bond() {
 	/sbin/ip addr add "$2" dev "$1" && /sbin/ip link set "$1" up
 }
 
-# xc_domu NAME IP MAC: create a PV DomU (our kernel, busybox initramfs) with one
-# vif in bond0; returns when xl create returns.
-xc_domu() {
+# xc_domu_cfg NAME IP MEMORY VCPUS [VIF]: write /tmp/NAME.cfg, a PV DomU of our
+# kernel and busybox initramfs (tests/xen/domu/init, address IP); VIF is a
+# "vif = [ ... ]" line, none if empty.
+xc_domu_cfg() {
 	cat >/tmp/"$1".cfg <<CFG
 name = "$1"
 type = "pv"
 kernel = "/boot/vmlinuz"
 ramdisk = "/boot/domu.cpio.gz"
 extra = "console=hvc0 rdinit=/init xc.ip=$2 slub_debug=FZPU"
-memory = 160
-vcpus = 1
-vif = [ "bridge=bond0,mac=$3" ]
+memory = $3
+vcpus = $4
+${5:-}
 on_poweroff = "destroy"
 on_crash = "destroy"
 CFG
-	xl create /tmp/"$1".cfg
+}
+
+# xc_domu NAME IP MAC: create a PV DomU with one vif in bond0 (stock
+# vif-bridge); returns when xl create returns.
+xc_domu() {
+	xc_domu_cfg "$1" "$2" 160 1 "vif = [ \"bridge=bond0,mac=$3\" ]" &&
+		xl create /tmp/"$1".cfg
+}
+
+# xc_ping_check CHECK IP WAIT COUNT [T0_MS]: CHECK passes if IP answers within
+# WAIT s and then COUNT pings in a row; with T0_MS, XC-TIME first-CHECK is the
+# time of the first reply since T0_MS. The pings' output goes to the log.
+xc_ping_check() {
+	if ! xc_wait "$3" ping -c 1 -W 1 "$2"; then
+		xc_fail "$1" "no reply from $2"
+		return 1
+	fi
+	[ -n "${5:-}" ] && xc_time "first-$1" $(( $(xc_now_ms) - $5 ))
+	if _out=$(ping -c "$4" -W 2 "$2"); then _rc=0; xc_pass "$1"; else _rc=1; xc_fail "$1" "$(echo "$_out" | tail -n 3 | tr '\n' '|')"; fi
+	echo "$_out" | sed "s/^/XC-LOG $1: /"
+	return $_rc
 }
 
 xc_domid() { xl domid "$1" 2>/dev/null; }
@@ -119,18 +140,7 @@ xc_clone_domu() {
 	[ -x /tmp/vif-xc ] || xc_vif_script
 	_vif="vif = [ \"bridge=$4,mac=$3,script=/tmp/vif-xc\" ]"
 	[ "$4" = - ] && _vif=
-	cat >/tmp/"$1".cfg <<CFG
-name = "$1"
-type = "pv"
-kernel = "/boot/vmlinuz"
-ramdisk = "/boot/domu.cpio.gz"
-extra = "console=hvc0 rdinit=/init xc.ip=$2 slub_debug=FZPU"
-memory = 128
-vcpus = ${5:-1}
-$_vif
-on_poweroff = "destroy"
-on_crash = "destroy"
-CFG
+	xc_domu_cfg "$1" "$2" 128 "${5:-1}" "$_vif"
 	_out=$(xl create /tmp/"$1".cfg 2>&1) && return 0
 	echo "$_out" | sed "s/^/XC-LOG xl create $1: /" >/dev/console
 	sed "s/^/XC-LOG hotplug log: /" /var/log/xen/xen-hotplug.log >/dev/console 2>&1

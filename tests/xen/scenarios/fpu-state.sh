@@ -19,20 +19,6 @@ probe_all() { # SECONDS TAG: run 3 probes at once, log them, fail on any bad che
 
 if probe_all 10 control; then xc_pass fpu-probe-no-domu; else xc_fail fpu-probe-no-domu; fi
 
-fpu_domu() { # NAME: a PV DomU without devices (our kernel, busybox initramfs)
-	cat >"/tmp/$1.cfg" <<CFG
-name = "$1"
-type = "pv"
-kernel = "/boot/vmlinuz"
-ramdisk = "/boot/domu.cpio.gz"
-extra = "console=hvc0 rdinit=/init xc.ip=10.9.0.2"
-memory = 128
-vcpus = 1
-on_poweroff = "destroy"
-on_crash = "destroy"
-CFG
-	xl create "/tmp/$1.cfg"
-}
 churn() { # short-lived processes until /tmp/churn.stop appears
 	while [ ! -e /tmp/churn.stop ]; do
 		xenstore-ls /local/domain/0 >/dev/null 2>&1
@@ -47,7 +33,7 @@ probe_all 50 load >/tmp/fpu-load.log 2>&1 &
 probes=$!
 churn &
 churner=$!
-for d in f1 f2 f3; do xc_check "domu-create-$d" fpu_domu "$d"; done
+for d in f1 f2 f3; do xc_check "domu-create-$d" xc_clone_domu "$d" 10.9.0.2 - -; done
 if wait "$probes"; then xc_pass fpu-probe-with-domus; else xc_fail fpu-probe-with-domus; fi
 cat /tmp/fpu-load.log
 touch /tmp/churn.stop; wait "$churner"

@@ -22,13 +22,7 @@ if xc_wait 120 xc_guest_log_has domu1 'XC-GUEST ping-dom0'; then
 else
 	xc_fail ping-domu-to-dom0 "guest never reported"
 fi
-if xc_wait 60 ping -c 1 -W 1 10.8.0.2; then
-	xc_time first-ping-dom0-to-domu $(( $(xc_now_ms) - t0 ))
-	if out=$(ping -c 3 -W 2 10.8.0.2); then xc_pass ping-dom0-to-domu; else xc_fail ping-dom0-to-domu; fi
-	echo "$out" | sed 's/^/XC-LOG dom0: /'
-else
-	xc_fail ping-dom0-to-domu "no reply from 10.8.0.2"
-fi
+xc_ping_check ping-dom0-to-domu 10.8.0.2 60 3 "$t0"
 
 # (xl crashed in libc here, like other Dom0 tools, until Xen ran with eager
 # FPU switching: README "Known problems".) "-w" returns once the guest has

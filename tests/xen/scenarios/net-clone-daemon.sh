@@ -92,11 +92,7 @@ fi
 
 for i in 1 2 3; do
 	eval "id=\$id$i"
-	if xc_wait 30 ping -c 1 -W 1 "10.8.$i.2"; then
-		xc_check "ping-after-adoption-d$i" ping -c 3 -W 2 "10.8.$i.2"
-	else
-		xc_fail "ping-after-adoption-d$i" "no reply from 10.8.$i.2"
-	fi
+	xc_ping_check "ping-after-adoption-d$i" "10.8.$i.2" 30 3
 	# Netback's hotplug-status watch switched the backend to Connected.
 	if xc_wait 10 sh -c "[ \"\$(cat /sys/bus/xen-backend/devices/vif-$id-0/state 2>/dev/null)\" = Connected ]"; then
 		xc_pass "backend-connected-d$i"

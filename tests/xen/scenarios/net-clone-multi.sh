@@ -61,12 +61,7 @@ for i in $pending; do eval "id=\$id$i"; xc_fail "clone-online-uevent-c$i" "$(xen
 
 for i in 1 2 3; do
 	eval "id=\$id$i"
-	if xc_wait 30 ping -c 1 -W 1 "10.8.$i.2"; then
-		xc_time "first-ping-after-clone-attach-c$i" $(( $(xc_now_ms) - t0 ))
-		xc_check "ping-after-clone-attach-c$i" ping -c 3 -W 2 "10.8.$i.2"
-	else
-		xc_fail "ping-after-clone-attach-c$i" "no reply from 10.8.$i.2"
-	fi
+	xc_ping_check "ping-after-clone-attach-c$i" "10.8.$i.2" 30 3 "$t0"
 	if xc_fe_stayed_connected "$id" 0; then xc_pass "frontend-stayed-connected-c$i"; else xc_fail "frontend-stayed-connected-c$i" "$(tr '\n' ' ' </tmp/festate-$id-0)"; fi
 	xc_log "c$i queues: $(ls /sys/kernel/debug/xen-netback/vif$id.0/ 2>&1 | tr '\n' ' ')"
 done

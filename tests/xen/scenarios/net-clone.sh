@@ -63,13 +63,7 @@ else
 	xc_log "backend: $(xenstore-ls "$be" 2>&1 | tr -s ' \n' ' ')"
 fi
 xc_log "backend: $(xenstore-ls "$be" 2>&1 | tr -s ' \n' ' ')"
-if xc_wait 30 ping -c 1 -W 1 10.8.0.2; then
-	xc_time first-ping-after-clone-attach $(( $(xc_now_ms) - t0 ))
-	if out=$(ping -c 5 -W 2 10.8.0.2); then xc_pass ping-after-clone-attach; else xc_fail ping-after-clone-attach; fi
-	echo "$out" | sed 's/^/XC-LOG dom0: /'
-else
-	xc_fail ping-after-clone-attach "no reply from 10.8.0.2"
-fi
+xc_ping_check ping-after-clone-attach 10.8.0.2 30 5 "$t0"
 # netback's hotplug-status watch has written state=4 itself.
 if xc_wait 10 sh -c "[ \"\$(cat /sys/bus/xen-backend/devices/vif-$id-0/state 2>/dev/null)\" = Connected ]"; then
 	xc_pass backend-connected
