@@ -33,6 +33,7 @@ mod tests {
         // no other test reads NOTIFY_SOCKET.
         unsafe { std::env::set_var("NOTIFY_SOCKET", &p) };
         assert!(super::notify("READY=1").expect("send"));
+        // SAFETY: as for set_var above: this test alone touches NOTIFY_SOCKET.
         unsafe { std::env::remove_var("NOTIFY_SOCKET") };
         let mut buf = [0u8; 64];
         let n = rx.recv(&mut buf).expect("recv");
