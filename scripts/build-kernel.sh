@@ -12,6 +12,7 @@
 . "$(dirname "$0")/lib.sh"
 
 src=$("$XC_ROOT/scripts/fetch-kernel.sh")
+xc_lock kernel-build
 key=$(kernel_build_key)
 bdir=$XC_CACHE/kbuild/$key
 MAKE=(make -C "$src" O="$bdir" LLVM=1 ARCH=x86_64 -j"$JOBS")

@@ -5,6 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 
 src=$(kernel_src_dir)
+xc_lock kernel-src
 if [ -f "$src/.xc-extracted" ]; then echo "$src"; exit 0; fi
 
 apt_dir=$XC_CACHE/apt-$KERNEL_SRC_SUITE

@@ -7,6 +7,7 @@
 
 v=$XEN_VERSION_SERIES
 root=$XC_CACHE/xen-$v/root
+xc_lock "xen-$v"
 if [ -f "$root/.xc-extracted" ]; then echo "$root"; exit 0; fi
 
 PKGS=("xen-hypervisor-$v-amd64" "xen-utils-$v" xen-utils-common xenstore-utils

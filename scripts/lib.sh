@@ -15,6 +15,14 @@ export PATH="/usr/lib/llvm-$LLVM_VERSION/bin:$XC_TOOLS/bin:$HOME/.cargo/bin:$PAT
 
 JOBS=${JOBS:-$(nproc)}
 
+# xc_lock NAME: hold an exclusive lock on $XC_CACHE/NAME.lock until the calling
+# script exits, so that two scripts that fill the same cache entry (a helper's
+# test run and a build, say) never extract into one directory at once.
+xc_lock() {
+	exec {_xc_lock_fd}>"$XC_CACHE/$1.lock"
+	flock "$_xc_lock_fd"
+}
+
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
