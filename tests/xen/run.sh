@@ -13,6 +13,7 @@
 . "$(dirname "$0")/../../scripts/lib.sh"
 . "$XC_ROOT/tests/lib/initramfs.sh"
 . "$XC_ROOT/tests/lib/results.sh"
+. "$XC_ROOT/tests/lib/dom0.sh"
 
 scenario=${1:?usage: tests/xen/run.sh SCENARIO [--timeout SECONDS]}
 timeout_s=240
@@ -37,44 +38,18 @@ ir_pack "$work/domu" "$work/domu.cpio.gz"
 
 # --- Dom0 initramfs ----------------------------------------------------------
 d=$work/dom0
-ir_init "$d"
-rm -rf "$d/var/run"; ln -s ../run "$d/var/run"
-# Xen's vif-bridge prefers brctl when one is on PATH; busybox's cannot
-# enslave to a bond, iproute2's "ip link set master" can.
-rm -f "$d/bin/brctl"
-ir_add_bin "$d" "$(command -v ip)" /sbin/ip
-ir_add_bin "$d" /bin/bash /bin/bash
+xc_dom0_base "$d" "$kdir" "$kver"
 for b in xl xenstored xenconsoled xen-init-dom0 libxl-save-helper; do
 	ir_add_bin "$d" "$xen/usr/lib/xen-$XEN_VERSION_SERIES/bin/$b" "/usr/lib/xen-$XEN_VERSION_SERIES/bin/$b"
 done
 for b in "$xen"/usr/bin/xenstore*; do
 	if [ -L "$b" ]; then cp -a "$b" "$d/usr/bin/"; else ir_add_bin "$d" "$b" "/usr/bin/${b##*/}"; fi
 done
-# xl aborts at exit without libgcc_s (pthread_cancel unwinding).
-ir_add_lib "$d" "$(readlink -f "$(gcc -print-file-name=libgcc_s.so.1)")"
 cp -a "$xen/etc/xen" "$d/etc/"
-mkdir -p "$d/lib/modules"
-cp -a "$kdir/modinst/lib/modules/$kver" "$d/lib/modules/"
-mkdir -p "$d/lib/modules/$kver/extra"
-for ko in "$XC_ROOT"/rust/*/*.ko; do [ -f "$ko" ] && cp "$ko" "$d/lib/modules/$kver/extra/"; done
-depmod -b "$d" "$kver"
-for b in "$XC_ROOT"/userspace/target/release/{xencloned,clone-dev-check}; do
-	[ -x "$b" ] && ir_add_bin "$d" "$b" "/usr/local/bin/${b##*/}"
-done
-# Test tools, static (tests/xen/tools/), and extra binaries for diagnostics.
-for t in "$XC_ROOT"/tests/xen/tools/*.c; do
-	b=$work/$(basename "$t" .c)
-	if [ ! -x "$b" ] || [ "$t" -nt "$b" ]; then
-		gcc -static -O1 -Wall -o "$b" "$t" || die "cannot build $t"
-	fi
-	install -m755 "$b" "$d/usr/local/bin/${b##*/}"
-done
-for b in ${XC_DOM0_EXTRA_BINS:-}; do install -m755 "$b" "$d/usr/local/bin/${b##*/}"; done
 mkdir -p "$d/boot" "$d/xc"
 cp "$kdir/arch/x86/boot/bzImage" "$d/boot/vmlinuz"
 cp "$work/domu.cpio.gz" "$d/boot/domu.cpio.gz"
 install -m755 "$XC_ROOT/tests/xen/dom0/init" "$d/init"
-cp "$XC_ROOT/tests/xen/dom0/lib.sh" "$d/xc/lib.sh"
 cp -r "$XC_ROOT/tests/xen/scenarios" "$d/xc/scenarios"
 ir_pack "$d" "$work/dom0.cpio.gz"
 log "initramfs: dom0 $(du -h "$work/dom0.cpio.gz" | cut -f1), domu $(du -h "$work/domu.cpio.gz" | cut -f1)"

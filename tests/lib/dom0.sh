@@ -1,0 +1,72 @@
+# shellcheck shell=bash
+# The parts of a test Dom0 initramfs that do not depend on the hypervisor:
+# busybox, iproute2, bash, the test kernel's modules with ours in extra/, our
+# userspace binaries and the static test tools. Source after scripts/lib.sh
+# and tests/lib/initramfs.sh; the Xen toolstack is added by each harness
+# (tests/xen/run.sh: Debian's Xen 4.17; tests/nephele/run.sh: Nephele's).
+
+# xc_dom0_base DIR KDIR KVER
+xc_dom0_base() {
+	local d=$1 kdir=$2 kver=$3 ko b t
+	ir_init "$d"
+	rm -rf "$d/var/run"; ln -s ../run "$d/var/run"
+	# Xen's vif-bridge prefers brctl when one is on PATH; busybox's cannot
+	# enslave to a bond, iproute2's "ip link set master" can.
+	rm -f "$d/bin/brctl"
+	ir_add_bin "$d" "$(command -v ip)" /sbin/ip
+	ir_add_bin "$d" /bin/bash /bin/bash
+	# xl aborts at exit without libgcc_s (pthread_cancel unwinding).
+	ir_add_lib "$d" "$(readlink -f "$(gcc -print-file-name=libgcc_s.so.1)")"
+	mkdir -p "$d/lib/modules" "$d/xc"
+	cp -a "$kdir/modinst/lib/modules/$kver" "$d/lib/modules/"
+	mkdir -p "$d/lib/modules/$kver/extra"
+	for ko in "$XC_ROOT"/rust/*/*.ko; do [ -f "$ko" ] && cp "$ko" "$d/lib/modules/$kver/extra/"; done
+	depmod -b "$d" "$kver"
+	for b in "$XC_ROOT"/userspace/target/release/{xencloned,clone-dev-check}; do
+		[ -x "$b" ] && ir_add_bin "$d" "$b" "/usr/local/bin/${b##*/}"
+	done
+	# Test tools, static (tests/xen/tools/), and extra binaries for diagnostics.
+	for t in "$XC_ROOT"/tests/xen/tools/*.c; do
+		b=$XC_CACHE/initramfs/$(basename "$t" .c)
+		if [ ! -x "$b" ] || [ "$t" -nt "$b" ]; then
+			gcc -static -O1 -Wall -o "$b" "$t" || die "cannot build $t"
+		fi
+		install -m755 "$b" "$d/usr/local/bin/${b##*/}"
+	done
+	for b in ${XC_DOM0_EXTRA_BINS:-}; do install -m755 "$b" "$d/usr/local/bin/${b##*/}"; done
+	cp "$XC_ROOT/tests/xen/dom0/lib.sh" "$d/xc/lib.sh"
+}
+
+# xc_nephele_toolstack DIR NEPH: Nephele's toolstack from the install tree
+# NEPH/dist of scripts/build-nephele.sh, at the paths it was built for (xl,
+# libxl/libxc, oxenstored and the C xenstored, xenconsoled, xen-init-dom0,
+# xenstore-* clients, /etc/xen), every library ldd resolves for them, and
+# Nephele's own C xencloned as /usr/local/bin/nephele-xencloned (the baseline;
+# ours is /usr/local/bin/xencloned). Interpreted tools (Python) are left out:
+# the Dom0 has no Python and the scenarios need none of them.
+xc_nephele_toolstack() {
+	local d=$1 dist=$2/dist f rel
+	local LD_LIBRARY_PATH
+	LD_LIBRARY_PATH=$(xc_nephele_ld_path "$2")
+	export LD_LIBRARY_PATH
+	for f in "$dist"/usr/sbin/* "$dist"/usr/bin/* "$dist"/usr/lib/xen/bin/* "$dist"/usr/libexec/xen/bin/*; do
+		[ -e "$f" ] || continue
+		rel=${f#"$dist"}
+		mkdir -p "$d/${rel%/*}"
+		if [ -L "$f" ]; then
+			cp -a "$f" "$d$rel"
+		elif [ "$(head -c 4 "$f" | tr -d '\0')" = "$(printf '\177ELF')" ]; then
+			ir_add_bin "$d" "$f" "$rel"
+		elif head -n 1 "$f" | grep -q '^#!.*sh'; then
+			install -m755 "$f" "$d$rel"
+		fi
+	done
+	cp -a "$dist/etc/xen" "$d/etc/"
+	[ -d "$dist/etc/default" ] && cp -a "$dist/etc/default" "$d/etc/"
+	f=$(find "$d/usr" -name xencloned -type f | head -n 1)
+	[ -n "$f" ] || die "Nephele's xencloned is not in $dist"
+	mv "$f" "$d/usr/local/bin/nephele-xencloned"
+}
+
+# xc_nephele_ld_path NEPH: library path of Nephele's install tree.
+xc_nephele_ld_path() { echo "$1/dist/usr/lib:$1/dist/usr/lib64:$1/dist/usr/lib/x86_64-linux-gnu"; }

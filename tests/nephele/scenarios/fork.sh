@@ -1,0 +1,98 @@
+# fork: a Mini-OS guest calls fork() on Nephele's hypervisor, once and then
+# again, XN_FORKS times in all, with xen_clone_dev, netback_clone and xencloned
+# started as a user starts them (no flag: the daemon must choose XS_CLONE on
+# oxenstored and deep copy on the C xenstored by itself). Each child must have
+# its own domid, name and Xenstore home, its console output must reach
+# xenconsoled, it must run; the parent's fork() must return each time; the
+# daemon's stats, `xencloned status` and the module's counters must agree with
+# what happened; the Xenstore daemon's own request log tells which path ran.
+n=${XN_FORKS:-5}
+XN_FORK_DAEMONS=${XN_FORK_DAEMONS:-ours}
+# xn_fork_series DAEMON: the series with DAEMON (ours, nephele); check names
+# are prefixed with "DAEMON-" when XN_FORK_DAEMONS names more than one.
+xn_fork_series() {
+	XN_DAEMON=$1
+	g=fork-$1
+	P=; [ "$(echo $XN_FORK_DAEMONS | wc -w)" = 1 ] || P=$1-
+	xn_setup || return 0
+	xc_check "${P}guest-created" xn_guest $g forker "$n" "mode=fork count=$n start_delay_ms=4000 gap_ms=500" &&
+		parent=$(xc_domid $g)
+	xc_wait 30 xn_console_has $g 'XCF parent .*start' || xc_fail "${P}parent-started" "no start marker"
+	req0=$(xn_xs_requests); cl0=$(xn_xs_clone_ops)
+	if xc_wait 120 xn_console_has $g "XCF parent .*done forks=$n"; then
+		xc_pass "${P}parent-fork-returned" "$n of $n fork() calls returned in the parent"
+	else
+		xc_fail "${P}parent-fork-returned" "$(grep XCF "$(xn_console $g)" | tail -n 3 | tr '\n' '|')"
+	fi
+	req1=$(xn_xs_requests); cl1=$(xn_xs_clone_ops)
+
+	# Children, as the parent saw them: "XCF parent domid=P fork i=I rc=CHILD ms=T".
+	children=$(sed -n 's/.*XCF parent .*fork i=[0-9]* rc=\([0-9]*\) .*/\1/p' "$(xn_console $g)")
+	grep 'XCF parent .*fork i=' "$(xn_console $g)" | sed -n 's/.*fork i=\([0-9]*\) .*ms=\([0-9.]*\).*/\1 \2/p' |
+		while read -r i ms; do xc_time "${P}fork-$i" "${ms%.*}"; done
+	set -- $children
+	[ $# = "$n" ] && xc_pass "${P}children-reported" "$*" || xc_fail "${P}children-reported" "want $n, got '$*'"
+	uniq=$(printf '%s\n' $children | sort -u | wc -l)
+	[ "$uniq" = "$n" ] && ! printf '%s\n' $children | grep -qx "$parent" &&
+		xc_pass "${P}children-distinct-domids" || xc_fail "${P}children-distinct-domids" "parent $parent, children '$children'"
+
+	for c in $children; do
+		nm=$g-child-$c
+		if [ "$(xn_name "$c")" = "$nm" ] && [ "$(xenstore-read "/local/domain/$c/name" 2>&1)" = "$nm" ] &&
+			[ "$(xenstore-read "/local/domain/$c/domid" 2>&1)" = "$c" ]; then
+			xc_pass "${P}child-$c-name-and-home" "$nm"
+		else
+			xc_fail "${P}child-$c-name-and-home" "xl: '$(xn_name "$c")', name '$(xenstore-read "/local/domain/$c/name" 2>&1)', domid '$(xenstore-read "/local/domain/$c/domid" 2>&1)'"
+		fi
+		# Its own console: its own lines, through xenconsoled, not the parent's.
+		if xc_wait 30 xn_console_has "$nm" "XCF child domid=$c .*tick="; then
+			xc_pass "${P}child-$c-console-and-runs" "$(grep -c "XCF child domid=$c" "$(xn_console "$nm")") lines"
+		else
+			xc_fail "${P}child-$c-console-and-runs" "log: $(tail -n 3 "$(xn_console "$nm")" 2>&1 | tr '\n' '|')"
+		fi
+		if xn_paused "$c"; then xc_fail "${P}child-$c-not-paused" "$(xn_state "$c")"; else xc_pass "${P}child-$c-not-paused" "$(xn_state "$c")"; fi
+	done
+
+	# What the daemon and the module counted (ours only).
+	if xn_ours; then
+		sleep 1
+		xc_check "${P}stats-completed-all" xc_stat_is 1 clones_completed "$n"
+		xc_check "${P}stats-none-failed" xc_stat_is 1 clones_failed 0
+		nt=$(xn_xcd_counter notifications); co=$(xn_xcd_counter completions)
+		[ "$nt" = "$n" ] && [ "$co" = "$n" ] && xc_pass "${P}module-counters" "notifications $nt, completions $co" ||
+			xc_fail "${P}module-counters" "notifications '$nt', completions '$co', want $n"
+		if st=$(xencloned status --stats-file /run/xencloned/stats.1.json 2>&1) &&
+			echo "$st" | grep -Eq "clones_completed[\": ]+$n\b"; then
+			xc_pass "${P}status-while-running"
+		else
+			xc_fail "${P}status-while-running" "$(echo "$st" | head -n 5 | tr '\n' '|')"
+		fi
+	fi
+
+	# Which Xenstore path ran, by the xenstored's own count.
+	per=$(( (req1 - req0) / n )); clones=$((cl1 - cl0))
+	xc_log "Xenstore requests per clone ($XN_XENSTORED): $per ($((req1 - req0)) for $n clones), XS_CLONE requests: $clones"
+	xc_time "${P}xs-requests-per-clone" "$per"
+	eval "xn_per_$1=\$per"
+	case $XN_XENSTORED in
+	oxenstored)
+		[ "$clones" -ge "$n" ] && xc_pass "${P}path-xs-clone" "$clones XS_CLONE for $n clones, $per requests per clone" ||
+			xc_fail "${P}path-xs-clone" "$clones XS_CLONE for $n clones" ;;
+	cxenstored)
+		{ ! xn_ours || grep -q 'deep copy' /tmp/xencloned.1.log; } && [ "$per" -gt 0 ] &&
+			xc_pass "${P}path-deep-copy" "$per requests per clone" ||
+			xc_fail "${P}path-deep-copy" "$per requests per clone; daemon: $(grep -m1 -i dialect /tmp/xencloned.1.log 2>/dev/null)" ;;
+	esac
+	xn_finish
+	xl destroy "$g"
+	for c in $children; do xl destroy "$c"; done
+	xn_ours && rmmod xen_clone_dev
+}
+for d in $XN_FORK_DAEMONS; do xn_fork_series "$d"; done
+# Both daemons in this boot: ours must need fewer Xenstore requests per clone
+# than Nephele's, counted by the same xenstored.
+if [ -n "${xn_per_ours:-}" ] && [ -n "${xn_per_nephele:-}" ]; then
+	[ "$xn_per_ours" -lt "$xn_per_nephele" ] &&
+		xc_pass xs-requests-below-nephele "ours $xn_per_ours, Nephele's $xn_per_nephele per clone" ||
+		xc_fail xs-requests-below-nephele "ours $xn_per_ours, Nephele's $xn_per_nephele per clone"
+fi
