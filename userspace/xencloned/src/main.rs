@@ -71,7 +71,9 @@ struct RunArgs {
     #[arg(long, value_name = "PATH")]
     xenstore: Option<PathBuf>,
     /// Xenstore wire numbering: upstream (22 = DIRECTORY_PART) or nephele
-    /// (22 = XS_CLONE, 23 = DIRECTORY_PART); auto probes the daemon.
+    /// (22 = XS_CLONE, 23 = DIRECTORY_PART); auto probes the daemon with a
+    /// harmless XS_CLONE (oxenstored: EEXIST, so XS_CLONE is used; the C
+    /// xenstored: an error of its XS_DIRECTORY_PART, so deep copy).
     #[arg(long, value_enum, default_value_t = DialectArg::Auto)]
     dialect: DialectArg,
     /// privcmd device (foreign maps and domctl hypercalls).
@@ -279,20 +281,28 @@ fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         .map(Endpoint::from_path)
         .unwrap_or_else(Endpoint::from_env);
     let mut xs = Client::connect(&endpoint, Dialect::Upstream)?;
-    let dialect = match a.dialect {
-        DialectArg::Upstream => Dialect::Upstream,
-        DialectArg::Nephele => Dialect::Nephele,
-        DialectArg::Auto => xs.detect_dialect()?,
+    let (dialect, xs_clone) = match a.dialect {
+        DialectArg::Upstream => (Dialect::Upstream, false),
+        DialectArg::Nephele => (Dialect::Nephele, true),
+        DialectArg::Auto => {
+            let p = xs.probe_dialect()?;
+            tracing::info!(xenstore = %endpoint, "dialect probe: {p}");
+            (p.dialect, p.xs_clone)
+        }
     };
     xs.set_dialect(dialect);
-    let mode = if a.deep_copy || dialect == Dialect::Upstream {
+    let mode = if a.deep_copy || !xs_clone {
         XsMode::DeepCopy
     } else {
         XsMode::XsClone
     };
-    if !a.deep_copy && dialect == Dialect::Upstream {
+    if !a.deep_copy && !xs_clone {
         tracing::warn!(
-            "xenstored at {endpoint} speaks the upstream dialect (no XS_CLONE): using deep copy"
+            "xenstored at {endpoint} speaks the {} dialect without XS_CLONE: using deep copy",
+            match dialect {
+                Dialect::Upstream => "upstream",
+                Dialect::Nephele => "Nephele",
+            }
         );
     }
     tracing::info!(?dialect, ?mode, xenstore = %endpoint, "xenstore");

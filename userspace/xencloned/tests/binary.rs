@@ -200,3 +200,68 @@ fn daemon_mode_keeps_logs_in_the_log_file() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Starts `xencloned --simulate` on `socket` with no dialect flag, waits for
+/// READY, stops it with SIGTERM and returns its log.
+fn run_default_dialect(socket: &std::path::Path, dir: &std::path::Path, tag: &str) -> String {
+    let notify = dir.join(format!("notify-{tag}"));
+    let rx = UnixDatagram::bind(&notify).expect("bind notify");
+    rx.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .arg("--simulate")
+        .arg("--xenstore")
+        .arg(socket)
+        .arg("--stats-file")
+        .arg(dir.join(format!("stats-{tag}.json")))
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn xencloned");
+    let mut buf = [0u8; 256];
+    let ready = rx.recv(&mut buf);
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "xencloned did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(ready.is_ok(), "no READY: {log}");
+    assert!(out.status.success(), "exit {}: {log}", out.status);
+    log
+}
+
+/// No `--dialect`, no `-d`: on oxenstored (the proxy emulating its op table:
+/// XS_CLONE = 22, nothing at 23) the daemon must choose XS_CLONE; on the C
+/// xenstored, deep copy.
+#[test]
+fn default_dialect_is_xs_clone_on_oxenstored_and_deep_copy_on_c_xenstored() {
+    let Some(xs) = Xenstored::start("default_dialect_is_xs_clone_on_oxenstored") else {
+        return;
+    };
+    let dir = xs.run_dir().to_path_buf();
+    let proxy = xenstore::testing::NepheleProxy::start(&xs);
+    let xenstore::Endpoint::Socket(proxy_socket) = proxy.endpoint() else {
+        panic!("proxy is a socket");
+    };
+    let log = run_default_dialect(&proxy_socket, &dir, "ox");
+    assert!(
+        log.contains("dialect=Nephele") && log.contains("mode=XsClone"),
+        "oxenstored: {log}"
+    );
+    assert!(log.contains("EEXIST"), "probe answer logged: {log}");
+    assert!(!log.contains("deep copy"), "{log}");
+    let log = run_default_dialect(&xs.socket(), &dir, "c");
+    assert!(
+        log.contains("dialect=Upstream") && log.contains("mode=DeepCopy"),
+        "C xenstored: {log}"
+    );
+    assert!(log.contains("EINVAL"), "probe answer logged: {log}");
+}

@@ -110,6 +110,101 @@ pub struct Client {
 /// How many times a transaction is retried on `EAGAIN`.
 pub const TX_RETRIES: u32 = 16;
 
+/// Destination (and source) of the dialect probe's `XS_CLONE`.
+pub const PROBE_CLONE_PATH: &str = "/";
+
+/// The dialect probe: message type 22 with an `XS_CLONE` payload that
+/// clones the root `/` onto itself (`"0\00\01\0/\0/"`: domids 0, basic
+/// op). See [`Probe`].
+pub const PROBE_CLONE_PAYLOAD: &[u8] = b"0\x000\x001\x00/\x00/";
+
+/// What a daemon answered to one probe request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// `XS_ERROR` with this errno.
+    Error(i32),
+    /// A reply of this (non-error) type.
+    Reply(u32),
+}
+
+impl ProbeAnswer {
+    fn of(m: &RawMsg) -> ProbeAnswer {
+        // XS_ERROR is 16 in every numbering.
+        if m.ty == 16 {
+            ProbeAnswer::Error(wire::parse_error(&m.payload))
+        } else {
+            ProbeAnswer::Reply(m.ty)
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeAnswer::Error(e) => write!(f, "{}", wire::errno::name(*e)),
+            ProbeAnswer::Reply(ty) => write!(f, "reply type {ty}"),
+        }
+    }
+}
+
+/// Result of [`Client::probe_dialect`].
+///
+/// The probe asks for what the daemon uses: message type 22 carrying
+/// [`PROBE_CLONE_PAYLOAD`], an `XS_CLONE` of the root `/` onto itself. It
+/// can change nothing anywhere:
+/// - Nephele's oxenstored (22 = `XS_CLONE`, `do_clone`): 5 fields, numbers
+///   and paths are valid; the destination's parent (the root's parent is
+///   the root) exists, so `create_implicit_path` creates nothing; the
+///   source exists (`get_node` of the root); the destination exists, so
+///   `Store.clone` raises `Already_exist` before touching the store:
+///   **`EEXIST`**. No watch fires (only on success); like any failed
+///   write it only bumps oxenstored's commit counter.
+/// - The upstream C xenstored (22 = `XS_DIRECTORY_PART`, a read): a
+///   payload of 4 NULs is not the 2 strings it wants: **`EINVAL`**. Any
+///   other upstream answer (a directory part, `ENOENT`, `EACCES`) is a read's
+///   answer too; no read can answer `EEXIST`, so only oxenstored's answer
+///   means `XS_CLONE`.
+/// - Nephele's C xenstored (its `xs_wire.h` has 22 = `XS_CLONE` but no
+///   handler, and 23 = `XS_DIRECTORY_PART`): **`ENOSYS`**. Only then a second
+///   request, `XS_DIRECTORY_PART` (23) of `/` (a read), tells its numbering
+///   (a directory part) from a daemon that knows neither 22 nor 23 (`ENOSYS`
+///   again). Oxenstored has no 23 (`ENOSYS`) and never gets it.
+///
+/// So `XS_DIRECTORY_PART` is never sent as 22 to a daemon where 22 is
+/// `XS_CLONE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The numbering: [`Dialect::Nephele`] for both of Nephele's daemons.
+    pub dialect: Dialect,
+    /// The daemon implements `XS_CLONE` (Nephele's oxenstored).
+    pub xs_clone: bool,
+    /// (message type sent, answer), in order.
+    pub answers: Vec<(u32, ProbeAnswer)>,
+}
+
+impl Probe {
+    /// Which daemon this looks like, for the log.
+    pub fn daemon(&self) -> &'static str {
+        match (self.dialect, self.xs_clone) {
+            (Dialect::Nephele, true) => "Nephele's oxenstored (XS_CLONE = 22)",
+            (Dialect::Nephele, false) => {
+                "Nephele's numbering without XS_CLONE (Nephele's C xenstored: XS_DIRECTORY_PART = 23)"
+            }
+            (Dialect::Upstream, _) => "upstream numbering (XS_DIRECTORY_PART = 22, no XS_CLONE)",
+        }
+    }
+}
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; answers:", self.daemon())?;
+        for (ty, a) in &self.answers {
+            write!(f, " type {ty} -> {a}")?;
+        }
+        Ok(())
+    }
+}
+
 impl Client {
     pub fn connect(endpoint: &Endpoint, dialect: Dialect) -> Result<Client> {
         let err = |source| Error::Connect {
@@ -527,28 +622,64 @@ impl Client {
         }
     }
 
-    /// Probes which numbering the daemon speaks, without side effects:
-    /// sends Nephele's `XS_DIRECTORY_PART` (23) for `/`. Nephele's daemon
-    /// answers with a listing; an upstream daemon with an error (23 is
-    /// unknown there). The client's dialect is set to the answer.
-    pub fn detect_dialect(&mut self) -> Result<Dialect> {
-        let payload = wire::args_payload(&["/", "0"]).map_err(|source| Error::Wire {
-            op: Op::DirectoryPart,
-            path: "/".into(),
-            source,
-        })?;
-        let saved = self.dialect;
-        self.dialect = Dialect::Nephele;
-        let r = self.raw_request(23, TxId::NONE, payload, Op::DirectoryPart, "/");
-        self.dialect = saved;
-        let m = r?;
-        let d = if self.dialect.op(m.ty) == Some(Op::Error) {
-            Dialect::Upstream
-        } else {
-            Dialect::Nephele
+    /// Probes which numbering the daemon speaks and whether it has
+    /// `XS_CLONE`, without side effects, and sets the client's dialect to
+    /// the answer. See [`Probe`] for the requests and what each daemon
+    /// answers.
+    pub fn probe_dialect(&mut self) -> Result<Probe> {
+        let path = PROBE_CLONE_PATH;
+        let m = self.raw_request(
+            22,
+            TxId::NONE,
+            PROBE_CLONE_PAYLOAD.to_vec(),
+            Op::Clone,
+            path,
+        )?;
+        let first = ProbeAnswer::of(&m);
+        let probe = match first {
+            ProbeAnswer::Error(wire::errno::EEXIST) => Probe {
+                dialect: Dialect::Nephele,
+                xs_clone: true,
+                answers: vec![(22, first)],
+            },
+            ProbeAnswer::Error(wire::errno::ENOSYS) => {
+                // No operation 22 at all: Nephele's C xenstored (its
+                // xs_wire.h has XS_CLONE = 22, unimplemented, and
+                // XS_DIRECTORY_PART = 23) or a daemon older than
+                // XS_DIRECTORY_PART. A directory part of "/" (a read) tells.
+                let p = wire::args_payload(&["/", "0"]).map_err(|source| Error::Wire {
+                    op: Op::DirectoryPart,
+                    path: "/".into(),
+                    source,
+                })?;
+                let m = self.raw_request(23, TxId::NONE, p, Op::DirectoryPart, "/")?;
+                let second = ProbeAnswer::of(&m);
+                let dialect = match second {
+                    ProbeAnswer::Error(wire::errno::ENOSYS) => Dialect::Upstream,
+                    _ => Dialect::Nephele,
+                };
+                Probe {
+                    dialect,
+                    xs_clone: false,
+                    answers: vec![(22, first), (23, second)],
+                }
+            }
+            // EINVAL: the upstream C xenstored's XS_DIRECTORY_PART refuses a
+            // payload of 5 fields; a directory part or any other error: 22
+            // is not XS_CLONE there either.
+            _ => Probe {
+                dialect: Dialect::Upstream,
+                xs_clone: false,
+                answers: vec![(22, first)],
+            },
         };
-        self.dialect = d;
-        Ok(d)
+        self.dialect = probe.dialect;
+        Ok(probe)
+    }
+
+    /// [`Client::probe_dialect`], returning only the numbering.
+    pub fn detect_dialect(&mut self) -> Result<Dialect> {
+        self.probe_dialect().map(|p| p.dialect)
     }
 
     /// Queued watch events (from replies interleaved with events).
@@ -753,26 +884,157 @@ mod tests {
         assert_eq!(c.take_events().len(), 1);
     }
 
-    #[test]
-    fn nephele_dialect_sends_clone_as_22_and_detects_from_directory_part() {
-        let (mut c, srv) = pair(Dialect::Upstream);
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    /// Nephele's oxenstored, as far as the probe goes: its op table ends
+    /// `... Set_target; Invalid; Reset_watches; Clone` (22); every number
+    /// past it is `Invalid`, answered `ENOSYS`. `XS_CLONE` onto an existing
+    /// destination is `EEXIST` (`Store.clone`), a payload that is not 5
+    /// fields `EINVAL`.
+    fn oxenstored(m: &RawMsg) -> Vec<u8> {
+        match m.ty {
+            22 => {
+                let fields = m.payload.splitn(5, |b| *b == 0).collect::<Vec<_>>();
+                if fields.len() != 5 {
+                    msg(16, m.req_id, b"EINVAL\0")
+                } else if fields[4] == b"/" {
+                    msg(16, m.req_id, b"EEXIST\0")
+                } else {
+                    msg(22, m.req_id, b"OK\0")
+                }
+            }
+            ty if ty >= 23 => msg(16, m.req_id, b"ENOSYS\0"),
+            ty => msg(ty, m.req_id, b"OK\0"),
+        }
+    }
+
+    /// The upstream C xenstored: 22 = XS_DIRECTORY_PART, which wants
+    /// exactly 2 strings (`xs_count_strings`), else `EINVAL`; no 23.
+    fn upstream_c(m: &RawMsg) -> Vec<u8> {
+        match m.ty {
+            22 if m.payload.iter().filter(|b| **b == 0).count() != 2 => {
+                msg(16, m.req_id, b"EINVAL\0")
+            }
+            22 => msg(22, m.req_id, b"1\0local\0\0"),
+            ty if ty >= 23 => msg(16, m.req_id, b"ENOSYS\0"),
+            ty => msg(ty, m.req_id, b"OK\0"),
+        }
+    }
+
+    /// Nephele's C xenstored: XS_CLONE (22) has no handler (`ENOSYS`),
+    /// XS_DIRECTORY_PART is 23.
+    fn nephele_c(m: &RawMsg) -> Vec<u8> {
+        match m.ty {
+            22 => msg(16, m.req_id, b"ENOSYS\0"),
+            23 => msg(23, m.req_id, b"1\0local\0\0"),
+            ty if ty > 23 => msg(16, m.req_id, b"ENOSYS\0"),
+            ty => msg(ty, m.req_id, b"OK\0"),
+        }
+    }
+
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(u32, Vec<u8>)>>>;
+
+    fn recording(srv: UnixStream, daemon: fn(&RawMsg) -> Vec<u8>) -> Seen {
+        let seen: Seen = Default::default();
         let s2 = seen.clone();
         serve(srv, move |m| {
             if let Ok(mut v) = s2.lock() {
                 v.push((m.ty, m.payload.clone()));
             }
-            match m.ty {
-                23 => msg(23, m.req_id, b"1\0local\0\0"),
-                _ => msg(m.ty, m.req_id, b"OK\0"),
-            }
+            daemon(m)
         });
-        assert_eq!(c.detect_dialect().expect("probe"), Dialect::Nephele);
+        seen
+    }
+
+    #[test]
+    fn probe_picks_xs_clone_on_oxenstored_and_sends_clone_as_22() {
+        let (mut c, srv) = pair(Dialect::Upstream);
+        let seen = recording(srv, oxenstored);
+        let p = c.probe_dialect().expect("probe");
+        assert_eq!(p.dialect, Dialect::Nephele, "{p}");
+        assert!(p.xs_clone, "{p}");
+        assert_eq!(
+            p.answers,
+            vec![(22, ProbeAnswer::Error(wire::errno::EEXIST))]
+        );
+        assert_eq!(c.dialect(), Dialect::Nephele);
         c.clone_tree(1, 2, CloneOp::DevVif, "/a", "/b")
             .expect("clone");
         let seen = seen.lock().expect("lock").clone();
-        assert_eq!(seen[0], (23, b"/\x000\x00".to_vec()));
-        assert_eq!(seen[1], (22, b"1\x002\x003\x00/a\x00/b".to_vec()));
+        assert_eq!(
+            seen,
+            vec![
+                (22, b"0\x000\x001\x00/\x00/".to_vec()),
+                (22, b"1\x002\x003\x00/a\x00/b".to_vec()),
+            ],
+            "one probe request, no 23 ever sent"
+        );
+    }
+
+    #[test]
+    fn probe_picks_upstream_on_the_c_xenstored() {
+        let (mut c, srv) = pair(Dialect::Nephele);
+        let seen = recording(srv, upstream_c);
+        let p = c.probe_dialect().expect("probe");
+        assert_eq!((p.dialect, p.xs_clone), (Dialect::Upstream, false), "{p}");
+        assert_eq!(
+            p.answers,
+            vec![(22, ProbeAnswer::Error(wire::errno::EINVAL))]
+        );
+        assert_eq!(c.dialect(), Dialect::Upstream);
+        assert_eq!(seen.lock().expect("lock").len(), 1);
+    }
+
+    #[test]
+    fn probe_on_nephele_c_xenstored_keeps_its_numbering_without_xs_clone() {
+        let (mut c, srv) = pair(Dialect::Upstream);
+        let seen = recording(srv, nephele_c);
+        let p = c.probe_dialect().expect("probe");
+        assert_eq!((p.dialect, p.xs_clone), (Dialect::Nephele, false), "{p}");
+        assert_eq!(
+            p.answers,
+            vec![
+                (22, ProbeAnswer::Error(wire::errno::ENOSYS)),
+                (23, ProbeAnswer::Reply(23))
+            ]
+        );
+        // Its XS_DIRECTORY_PART is 23; 22 (its unimplemented XS_CLONE) is
+        // never sent a directory part.
+        assert_eq!(c.dialect().code(Op::DirectoryPart), Some(23));
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(seen[1], (23, b"/\x000\x00".to_vec()));
+    }
+
+    #[test]
+    fn probe_on_a_daemon_without_22_or_23_is_upstream_without_xs_clone() {
+        let (mut c, srv) = pair(Dialect::Upstream);
+        serve(srv, |m| match m.ty {
+            22 | 23 => msg(16, m.req_id, b"ENOSYS\0"),
+            ty => msg(ty, m.req_id, b"OK\0"),
+        });
+        let p = c.probe_dialect().expect("probe");
+        assert_eq!((p.dialect, p.xs_clone), (Dialect::Upstream, false), "{p}");
+        assert_eq!(p.answers.len(), 2);
+    }
+
+    #[test]
+    fn probe_answers_never_read_as_xs_clone_except_eexist() {
+        // Whatever a read (an upstream XS_DIRECTORY_PART) can answer.
+        for answer in [
+            msg(16, 1, b"EINVAL\0"),
+            msg(16, 1, b"ENOENT\0"),
+            msg(16, 1, b"EACCES\0"),
+            msg(16, 1, b"E2BIG\0"),
+            msg(22, 1, b"7\0a\0b\0\0"),
+            msg(22, 1, b"OK\0"),
+        ] {
+            let (mut c, srv) = pair(Dialect::Upstream);
+            serve(srv, move |m| {
+                let mut out = answer.clone();
+                out[4..8].copy_from_slice(&m.req_id.to_le_bytes());
+                out
+            });
+            let p = c.probe_dialect().expect("probe");
+            assert!(!p.xs_clone && p.dialect == Dialect::Upstream, "{p}");
+        }
     }
 
     #[test]

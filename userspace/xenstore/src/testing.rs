@@ -218,12 +218,16 @@ impl Drop for Xenstored {
 
 /// A stand-in for Nephele's oxenstored, for tests of the Nephele dialect:
 /// a proxy in front of a real (upstream) [`Xenstored`] that speaks
-/// Nephele's numbering on its socket. It implements `XS_CLONE` (22) with
-/// oxenstored's semantics on top of the real daemon (deep copy in one
-/// transaction, permissions rewritten, `cloned=true` under every
-/// destination root), maps Nephele's `XS_DIRECTORY_PART` (23) to upstream
-/// 22, and forwards everything else. Every `XS_CLONE` payload it received
-/// is recorded byte for byte.
+/// oxenstored's op table on its socket (`... Set_target; Invalid;
+/// Reset_watches; Clone`). It implements `XS_CLONE` (22) with oxenstored's
+/// semantics and answers on top of the real daemon (`EINVAL` for a payload
+/// that is not 5 fields or bad numbers, `ENOENT` for a missing source,
+/// `EEXIST` for an existing destination, both checked before anything
+/// changes; then a deep copy in one transaction, permissions rewritten,
+/// `cloned=true` under every destination root). Like oxenstored, it has no
+/// operation 23 or above (no `XS_DIRECTORY_PART`): `ENOSYS`. Everything else
+/// is forwarded. Every `XS_CLONE` payload it received is recorded byte for
+/// byte.
 pub struct NepheleProxy {
     path: PathBuf,
     /// Raw `XS_CLONE` payloads, in arrival order.
@@ -310,7 +314,7 @@ fn proxy_conn(
             Ok(n) => n,
         };
         dec.push(&buf[..n]);
-        while let Ok(Some(mut m)) = dec.next_msg() {
+        while let Ok(Some(m)) = dec.next_msg() {
             match m.ty {
                 22 => {
                     if let Ok(mut r) = rec.lock() {
@@ -332,10 +336,10 @@ fn proxy_conn(
                         let _ = up_w.write_all(&bytes);
                     }
                 }
-                ty => {
-                    if ty == 23 {
-                        m.ty = 22;
-                    }
+                // oxenstored: Op.of_cval maps every number past its table
+                // (22 = Clone is the last) to Invalid, answered ENOSYS.
+                ty if ty >= 23 => reply(&m, 16, b"ENOSYS\0"),
+                _ => {
                     if let Ok(bytes) = m.encode() {
                         let _ = up_w.write_all(&bytes);
                     }
@@ -369,6 +373,16 @@ fn fake_xs_clone(c: &mut Client, payload: &[u8]) -> Result<(), &'static str> {
         _ => return Err("EINVAL"),
     };
     let (src, dst) = (s(parts[3])?, s(parts[4])?);
+    // oxenstored's Store.clone: ENOENT for a missing source, then EEXIST
+    // for an existing destination, before anything changes.
+    let exists =
+        |c: &mut Client, p: &str| c.exists(crate::client::TxId::NONE, p).map_err(|_| "EIO");
+    if !exists(c, &src)? {
+        return Err("ENOENT");
+    }
+    if exists(c, &dst)? {
+        return Err("EEXIST");
+    }
     // C xenstored only accepts permissions naming known domains.
     if !c.is_domain_introduced(child).unwrap_or(false) {
         c.introduce(child, 0xfff000 + u64::from(child), 1, None)

@@ -2,6 +2,7 @@
 //! daemon per test. Skipped (with a printed reason) only when no daemon is
 //! installed and `XC_XENSTORED_ROOT` is unset.
 
+use xenstore::client::{PROBE_CLONE_PAYLOAD, ProbeAnswer};
 use xenstore::deepcopy::{CopySpec, deep_copy};
 use xenstore::testing::Xenstored;
 use xenstore::wire::errno;
@@ -400,6 +401,118 @@ fn dialect_detection_and_xs_clone_fallback_on_upstream_daemon() {
     assert_eq!(r(&mut c, "/local/domain/3/domid"), "3");
 }
 
+/// Every node of the store: (path, value, permissions), sorted.
+fn dump(c: &mut Client) -> Vec<(String, Vec<u8>, Vec<String>)> {
+    fn walk(c: &mut Client, path: &str, out: &mut Vec<(String, Vec<u8>, Vec<String>)>) {
+        let v = c.read(TxId::NONE, path).unwrap_or_else(|e| panic!("{e}"));
+        let p = c
+            .get_perms(TxId::NONE, path)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .to_strings();
+        out.push((path.to_string(), v, p));
+        for n in c
+            .directory(TxId::NONE, path)
+            .unwrap_or_else(|e| panic!("{e}"))
+        {
+            let child = if path == "/" {
+                format!("/{n}")
+            } else {
+                format!("{path}/{n}")
+            };
+            walk(c, &child, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(c, "/", &mut out);
+    out.sort();
+    out
+}
+
+/// A watch on `/` (every change fires it) on its own connection, its
+/// initial event consumed.
+fn watch_everything(xs: &Xenstored) -> Client {
+    let mut w = xs.connect();
+    w.watch("/", "all").expect("watch /");
+    let ev = w.wait_event().expect("initial event");
+    assert_eq!((ev.path.as_str(), ev.token.as_str()), ("/", "all"));
+    w
+}
+
+/// No event other than the one `marker` write fired, in order.
+fn assert_no_change_before(w: &mut Client, c: &mut Client, marker: &str) {
+    c.write_str(TxId::NONE, marker, "x").expect("marker");
+    let ev = w.wait_event().expect("marker event");
+    assert_eq!(ev.path, marker, "the probe fired a watch: {ev:?}");
+}
+
+#[test]
+fn default_probe_picks_upstream_on_the_c_xenstored_and_changes_nothing() {
+    let Some(xs) = Xenstored::start("default_probe_picks_upstream_on_the_c_xenstored") else {
+        return;
+    };
+    let mut c = xs.connect();
+    build_parent(&mut c);
+    let before = dump(&mut c);
+    let mut watcher = watch_everything(&xs);
+    // The default client dialect, no flag: the probe decides.
+    let mut probe_conn = xs.connect();
+    let p = probe_conn.probe_dialect().expect("probe");
+    assert_eq!((p.dialect, p.xs_clone), (Dialect::Upstream, false), "{p}");
+    // Debian's 4.17: 22 is XS_DIRECTORY_PART, which refuses 5 fields.
+    assert_eq!(
+        p.answers,
+        vec![(22, ProbeAnswer::Error(errno::EINVAL))],
+        "{p}"
+    );
+    assert_no_change_before(&mut watcher, &mut c, "/probe-marker");
+    c.rm(TxId::NONE, "/probe-marker").expect("rm marker");
+    assert_eq!(dump(&mut c), before, "the probe changed the store");
+    // The probing connection is still usable.
+    assert_eq!(r(&mut probe_conn, "/local/domain/3/name"), "web");
+}
+
+#[test]
+fn default_probe_picks_xs_clone_on_the_oxenstored_proxy_and_changes_nothing() {
+    let Some(xs) = Xenstored::start("default_probe_picks_xs_clone_on_the_proxy") else {
+        return;
+    };
+    let mut up = xs.connect();
+    build_parent(&mut up);
+    let before = dump(&mut up);
+    let mut watcher = watch_everything(&xs);
+    let proxy = xenstore::testing::NepheleProxy::start(&xs);
+    let mut c = Client::connect(&proxy.endpoint(), Dialect::default()).expect("connect proxy");
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    // Like oxenstored, the proxy has no operation 23 (no XS_DIRECTORY_PART).
+    let m = c
+        .raw_request(
+            23,
+            TxId::NONE,
+            xenstore::wire::args_payload(&["/", "0"]).expect("payload"),
+            Op::DirectoryPart,
+            "/",
+        )
+        .expect("an answer");
+    assert_eq!((m.ty, m.payload.as_slice()), (16, &b"ENOSYS\0"[..]));
+    let p = c.probe_dialect().expect("probe");
+    assert_eq!((p.dialect, p.xs_clone), (Dialect::Nephele, true), "{p}");
+    assert_eq!(
+        p.answers,
+        vec![(22, ProbeAnswer::Error(errno::EEXIST))],
+        "{p}"
+    );
+    assert_eq!(c.dialect(), Dialect::Nephele);
+    assert_eq!(
+        *proxy.clones.lock().expect("lock"),
+        vec![PROBE_CLONE_PAYLOAD.to_vec()],
+        "the probe is an XS_CLONE"
+    );
+    assert_no_change_before(&mut watcher, &mut up, "/probe-marker");
+    up.rm(TxId::NONE, "/probe-marker").expect("rm marker");
+    assert_eq!(dump(&mut up), before, "the probe changed the store");
+}
+
 #[test]
 fn nephele_dialect_xs_clone_on_the_wire() {
     let Some(xs) = Xenstored::start("nephele_dialect_xs_clone_on_the_wire") else {
@@ -419,7 +532,10 @@ fn nephele_dialect_xs_clone_on_the_wire() {
     let got = proxy.clones.lock().expect("lock").clone();
     assert_eq!(
         got,
-        vec![b"3\x009\x001\x00/local/domain/3\x00/local/domain/9".to_vec()]
+        vec![
+            PROBE_CLONE_PAYLOAD.to_vec(),
+            b"3\x009\x001\x00/local/domain/3\x00/local/domain/9".to_vec()
+        ]
     );
     assert_eq!(r(&mut c, "/local/domain/9/name"), "web-child-9");
     assert_eq!(r(&mut c, "/local/domain/9/cloned"), "true");
