@@ -9,11 +9,13 @@
 //! - **completion** and unpause: [`completion`].
 //!
 //! Hypervisor access (privcmd, no libxenctrl) is in [`hypervisor`]; the
-//! parent description and its cache in [`parent`]; counters in [`stats`].
+//! parent description and its cache in [`parent`]; counters in [`stats`];
+//! the kernel module's state for `info`/`status` in [`devinfo`].
 
 pub mod clone;
 pub mod completion;
 pub mod daemon;
+pub mod devinfo;
 pub mod hypervisor;
 pub mod netlink;
 pub mod notify;

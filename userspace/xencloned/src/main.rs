@@ -9,6 +9,7 @@ use tracing_subscriber::filter::LevelFilter;
 use xen_clone_abi::{XEN_CLONE_DEV_PATH, XEN_CLONE_ENABLE_PAGE_SHARING_POOL, XenCloneInfo};
 use xencloned::clone::{Options, XsMode};
 use xencloned::daemon::{Config, Daemon, Deps};
+use xencloned::devinfo::{self, DEBUGFS_DIR};
 use xencloned::hypervisor::Privcmd;
 use xencloned::netlink::{NetOps, Rtnl};
 use xencloned::source::{CloneSource, DeviceSource, IdleSource};
@@ -153,13 +154,26 @@ fn parse_version(s: &str) -> Result<VersionArg, String> {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Print the daemon's counters and latencies (the stats file).
+    /// Print the daemon's counters and latencies (the stats file), then
+    /// xen_clone_dev's counters (debugfs). Works while the daemon runs.
     Status {
         #[arg(long, value_name = "PATH", default_value = "/run/xencloned/stats.json")]
         stats_file: PathBuf,
+        /// xen_clone_dev's debugfs directory (its `counters` file).
+        #[arg(long, value_name = "DIR", default_value = DEBUGFS_DIR)]
+        debugfs: PathBuf,
+        /// Clone device, whose INFO ioctl is used only if debugfs cannot be
+        /// read (the device is busy while the daemon runs).
+        #[arg(long, value_name = "PATH", default_value = XEN_CLONE_DEV_PATH)]
+        device: PathBuf,
     },
-    /// Print /dev/xen/clone's configuration and counters.
+    /// Print xen_clone_dev's ring state and counters, from its debugfs
+    /// files (works while the daemon runs), else from the device's INFO
+    /// ioctl (only while no daemon holds the device).
     Info {
+        /// xen_clone_dev's debugfs directory (`state`, `counters`).
+        #[arg(long, value_name = "DIR", default_value = DEBUGFS_DIR)]
+        debugfs: PathBuf,
         #[arg(long, value_name = "PATH", default_value = XEN_CLONE_DEV_PATH)]
         device: PathBuf,
     },
@@ -185,10 +199,14 @@ enum NetCmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
-        Some(Cmd::Status { stats_file }) => return status(&stats_file),
-        Some(Cmd::Info { device }) => {
+        Some(Cmd::Status {
+            stats_file,
+            debugfs,
+            device,
+        }) => return status(&stats_file, &debugfs, &device),
+        Some(Cmd::Info { debugfs, device }) => {
             init_logging(LevelFilter::INFO);
-            return info(&device);
+            return info(&debugfs, &device);
         }
         Some(Cmd::Net { op }) => {
             init_logging(LevelFilter::INFO);
@@ -405,13 +423,12 @@ fn print_info(i: &XenCloneInfo) {
     );
 }
 
-fn info(device: &std::path::Path) -> ExitCode {
-    match DeviceSource::open(device).and_then(|mut s| s.info()) {
-        Ok(Some(i)) => {
-            print_info(&i);
+fn info(debugfs: &std::path::Path, device: &std::path::Path) -> ExitCode {
+    match devinfo::module_report(debugfs, device) {
+        Ok(r) => {
+            print!("{}", r.render());
             ExitCode::SUCCESS
         }
-        Ok(None) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("xencloned: {e}");
             ExitCode::FAILURE
@@ -419,11 +436,15 @@ fn info(device: &std::path::Path) -> ExitCode {
     }
 }
 
-fn status(path: &std::path::Path) -> ExitCode {
+/// The stats file (required), then the module's counters (best effort:
+/// without them, a note on stderr naming the paths tried).
+fn status(path: &std::path::Path, debugfs: &std::path::Path, device: &std::path::Path) -> ExitCode {
     match std::fs::read_to_string(path) {
         Ok(s) => {
             print!("{s}");
-            ExitCode::SUCCESS
+            if !s.ends_with('\n') {
+                println!();
+            }
         }
         Err(e) => {
             eprintln!(
@@ -431,9 +452,14 @@ fn status(path: &std::path::Path) -> ExitCode {
                 path.display(),
                 path.display()
             );
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
     }
+    match devinfo::module_counters(debugfs, device) {
+        Ok(r) => print!("{}", r.render()),
+        Err(e) => eprintln!("xencloned: {e}"),
+    }
+    ExitCode::SUCCESS
 }
 
 fn net(op: NetCmd) -> ExitCode {

@@ -265,3 +265,131 @@ fn default_dialect_is_xs_clone_on_oxenstored_and_deep_copy_on_c_xenstored() {
     );
     assert!(log.contains("EINVAL"), "probe answer logged: {log}");
 }
+
+/// A fake `/sys/kernel/debug/xen_clone` with what the module prints
+/// (`Device::fmt_state`, `Device::fmt_counters` in rust/xen_clone_dev).
+fn fake_debugfs(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("xc-debugfs-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("state"),
+        "simulated 0\nring_pages 1\nentries_num 128\nenable_flags 0x0\nprod_idx 7\ncons_idx 7\nqueued 0\noutstanding 2\nopen 1\norphan_timeout 30\n",
+    )
+    .expect("state");
+    std::fs::write(
+        dir.join("counters"),
+        "notifications 7\ncompletions 5\nredeliveries 0\nauto_completions 0\nring_full 0\nbad_ids 0\nring_corruptions 0\nhypervisor_errors 0\n",
+    )
+    .expect("counters");
+    dir
+}
+
+/// While the daemon runs, /dev/xen/clone cannot be opened (exclusive):
+/// `info` must not need it when the module's debugfs files are there.
+#[test]
+fn info_reads_the_module_debugfs_without_opening_the_device() {
+    let dir = fake_debugfs("info");
+    let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .arg("info")
+        .arg("--debugfs")
+        .arg(&dir)
+        .args(["--device", "/nonexistent/clone"])
+        .output()
+        .expect("info");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    for line in [
+        "entries_num 128",
+        "prod_idx 7",
+        "outstanding 2",
+        "open 1",
+        "notifications 7",
+        "completions 5",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in: {text}");
+    }
+    assert!(
+        text.contains(&dir.display().to_string()),
+        "source named: {text}"
+    );
+    assert!(
+        !err.contains("/nonexistent/clone"),
+        "opened the device: {err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn info_without_debugfs_or_device_names_both_paths() {
+    let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .args(["info", "--debugfs", "/nonexistent/xen_clone"])
+        .args(["--device", "/nonexistent/clone"])
+        .output()
+        .expect("info");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("/nonexistent/xen_clone/state")
+            && err.contains("/nonexistent/clone")
+            && err.contains("No such file"),
+        "{err}"
+    );
+}
+
+/// `status` while the daemon runs: its stats file, then the module's
+/// counters from debugfs.
+#[test]
+fn status_shows_the_stats_file_and_the_module_counters_while_running() {
+    let Some(xs) = Xenstored::start("status_shows_the_stats_file_and_the_module_counters") else {
+        return;
+    };
+    let dir = xs.run_dir().to_path_buf();
+    let notify = dir.join("notify-s");
+    let rx = UnixDatagram::bind(&notify).expect("bind notify");
+    rx.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let stats = dir.join("stats-s.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .arg("--simulate")
+        .arg("--xenstore")
+        .arg(xs.socket())
+        .arg("--stats-file")
+        .arg(&stats)
+        .env("NOTIFY_SOCKET", &notify)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn xencloned");
+    let mut buf = [0u8; 256];
+    rx.recv(&mut buf).expect("READY");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !stats.exists() {
+        assert!(Instant::now() < deadline, "stats file never written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let dfs = fake_debugfs("status");
+    let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .args(["status", "--stats-file"])
+        .arg(&stats)
+        .arg("--debugfs")
+        .arg(&dfs)
+        .args(["--device", "/nonexistent/clone"])
+        .output()
+        .expect("status");
+    // SAFETY: signalling our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"clones_started\": 0"), "{text}");
+    assert!(
+        text.lines().any(|l| l == "notifications 7") && text.lines().any(|l| l == "completions 5"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dfs);
+}
