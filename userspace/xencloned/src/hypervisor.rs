@@ -73,6 +73,30 @@ pub enum HvError {
     },
     #[error("no domctl interface version accepted by the hypervisor (tried {tried:?})")]
     NoVersion { tried: Vec<u32> },
+    #[error(
+        "{op} (hypercall {HYPERVISOR_CLONE_OP}) through {path}: {source}{}",
+        clone_op_hint(source)
+    )]
+    CloneOp {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// What an errno of the clone op most likely means.
+fn clone_op_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => {
+            " (the hypervisor has no clone op: not Nephele's Xen, so no clone ring can be enabled)"
+        }
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            " (privcmd refused the hypercall: run as root in Dom0)"
+        }
+        Some(libc::ENOTTY) => " (not a privcmd device)",
+        _ => "",
+    }
 }
 
 /// What the pipeline needs from the hypervisor.
@@ -112,6 +136,44 @@ impl Hypervisor for NoHypervisor {
 }
 
 pub const HYPERVISOR_DOMCTL: u64 = 36;
+/// `__HYPERVISOR_clone_op` of Nephele's Xen (`xen/include/public/xen.h`;
+/// also `rust/xen_clone_dev/shim.c`): `(unsigned int cmd, void *arg)`.
+pub const HYPERVISOR_CLONE_OP: u64 = 43;
+/// `CLONEOP_disable` (Nephele's `xen/include/public/clone.h`): no argument
+/// (libxc passes NULL). 0 on success, `-EINVAL` if cloning is not enabled.
+pub const CLONEOP_DISABLE: u64 = 1;
+
+/// One raw hypercall (privcmd's `IOCTL_PRIVCMD_HYPERCALL`). A seam, so the
+/// argument encoding is tested without Xen.
+pub trait Hypercall {
+    /// Hypercall `op` with `args`: the non-negative return value, or the
+    /// negative one as an errno.
+    fn hypercall(&mut self, op: u64, args: [u64; 5]) -> io::Result<i64>;
+}
+
+/// How `CLONEOP_disable` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DisableOutcome {
+    /// The ring was enabled; the hypervisor let go of it.
+    Disabled,
+    /// `-EINVAL`: cloning was not enabled, nothing to disable.
+    NotEnabled,
+}
+
+/// Issues `CLONEOP_disable` (hypercall 43, cmd 1, arg NULL), as Nephele's
+/// `xencloned -R` does through libxc's `xc_cloning_disable`. `path` names
+/// the hypercall device in errors.
+pub fn clone_op_disable(h: &mut dyn Hypercall, path: &str) -> Result<DisableOutcome, HvError> {
+    match h.hypercall(HYPERVISOR_CLONE_OP, [CLONEOP_DISABLE, 0, 0, 0, 0]) {
+        Ok(_) => Ok(DisableOutcome::Disabled),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(DisableOutcome::NotEnabled),
+        Err(source) => Err(HvError::CloneOp {
+            op: "CLONEOP_disable",
+            path: path.to_string(),
+            source,
+        }),
+    }
+}
 pub const XEN_DOMCTL_GETDOMAININFO: u32 = 5;
 pub const XEN_DOMCTL_UNPAUSEDOMAIN: u32 = 4;
 /// Interface versions: Nephele's tree (4.16-unstable) and Xen 4.17.
@@ -288,6 +350,20 @@ impl Privcmd {
     }
 }
 
+impl Hypercall for Privcmd {
+    fn hypercall(&mut self, op: u64, args: [u64; 5]) -> io::Result<i64> {
+        let mut call = PrivcmdHypercall { op, arg: args };
+        // SAFETY: privcmd reads `call` and issues the hypercall; the callers
+        // of this seam pass no pointers (CLONEOP_disable takes NULL).
+        let r = unsafe { libc::ioctl(self.file.as_raw_fd(), IOCTL_PRIVCMD_HYPERCALL, &mut call) };
+        if r < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(i64::from(r))
+        }
+    }
+}
+
 impl Hypervisor for Privcmd {
     fn start_info(&mut self, domid: u16, mfn: u64) -> Result<StartInfo, HvError> {
         let m = self.map(domid, mfn, false)?;
@@ -376,6 +452,66 @@ mod tests {
         assert_eq!(std::mem::offset_of!(PrivcmdMmapbatchV2, addr), 8);
         assert_eq!(std::mem::offset_of!(PrivcmdMmapbatchV2, arr), 16);
         assert_eq!(std::mem::offset_of!(PrivcmdMmapbatchV2, err), 24);
+    }
+
+    /// Records each hypercall and answers with a scripted result.
+    struct FakeHypercall {
+        calls: Calls,
+        answer: fn() -> io::Result<i64>,
+    }
+
+    impl Hypercall for FakeHypercall {
+        fn hypercall(&mut self, op: u64, args: [u64; 5]) -> io::Result<i64> {
+            self.calls.push((op, args));
+            (self.answer)()
+        }
+    }
+
+    type Calls = Vec<(u64, [u64; 5])>;
+
+    fn disable_with(answer: fn() -> io::Result<i64>) -> (Calls, Result<DisableOutcome, HvError>) {
+        let mut h = FakeHypercall {
+            calls: Vec::new(),
+            answer,
+        };
+        let r = clone_op_disable(&mut h, "/dev/xen/privcmd");
+        (h.calls, r)
+    }
+
+    #[test]
+    fn clone_op_disable_is_hypercall_43_cmd_1_with_a_null_arg() {
+        let (calls, r) = disable_with(|| Ok(0));
+        // privcmd_hypercall{op = __HYPERVISOR_clone_op, arg = {cmd, arg, ..}}.
+        assert_eq!(calls, vec![(43, [1, 0, 0, 0, 0])]);
+        assert_eq!(r.expect("disabled"), DisableOutcome::Disabled);
+        let (calls, r) = disable_with(|| Err(io::Error::from_raw_os_error(libc::EINVAL)));
+        assert_eq!(calls.len(), 1, "no retry");
+        assert_eq!(r.expect("not enabled"), DisableOutcome::NotEnabled);
+    }
+
+    #[test]
+    fn clone_op_disable_errors_name_op_device_and_errno() {
+        let (_, r) = disable_with(|| Err(io::Error::from_raw_os_error(libc::ENOSYS)));
+        let s = r.expect_err("ENOSYS").to_string();
+        assert!(
+            s.contains("CLONEOP_disable")
+                && s.contains("hypercall 43")
+                && s.contains("/dev/xen/privcmd")
+                && s.contains("os error 38")
+                && s.contains("not Nephele's Xen"),
+            "{s}"
+        );
+        let (_, r) = disable_with(|| Err(io::Error::from_raw_os_error(libc::EPERM)));
+        let s = r.expect_err("EPERM").to_string();
+        assert!(s.contains("os error 1") && s.contains("root"), "{s}");
+    }
+
+    #[test]
+    fn privcmd_hypercall_struct_layout() {
+        assert_eq!(std::mem::offset_of!(PrivcmdHypercall, op), 0);
+        assert_eq!(std::mem::offset_of!(PrivcmdHypercall, arg), 8);
+        // Nephele's public headers.
+        assert_eq!((HYPERVISOR_CLONE_OP, CLONEOP_DISABLE), (43, 1));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use xen_clone_abi::{XEN_CLONE_DEV_PATH, XEN_CLONE_ENABLE_PAGE_SHARING_POOL, XenC
 use xencloned::clone::{Options, XsMode};
 use xencloned::daemon::{Config, Daemon, Deps};
 use xencloned::devinfo::{self, DEBUGFS_DIR};
-use xencloned::hypervisor::Privcmd;
+use xencloned::hypervisor::{DisableOutcome, Privcmd, clone_op_disable};
 use xencloned::netlink::{NetOps, Rtnl};
 use xencloned::source::{CloneSource, DeviceSource, IdleSource};
 use xencloned::uevent::KernelUevents;
@@ -59,9 +59,13 @@ struct RunArgs {
     /// Automatic when the xenstored does not speak Nephele's dialect.
     #[arg(short = 'd', long = "xenstore-deep-copy")]
     deep_copy: bool,
-    /// Reset: the module owns enable/disable now, so this prints the
-    /// device's state (outstanding entries are re-delivered to the next
-    /// daemon) and exits.
+    /// Reset, like Nephele's -R: issue CLONEOP_disable through privcmd
+    /// (hypercall 43) and exit, to free a clone ring that a killed daemon
+    /// (or a failed xen_clone_dev unload) left enabled, after which
+    /// xen_clone_dev can load. Says whether it disabled a ring or nothing
+    /// was enabled (exit 0) or why it failed (exit 1). While xen_clone_dev
+    /// is loaded it owns the ring: then nothing is disabled, its state is
+    /// printed (rmmod xen_clone_dev disables the ring).
     #[arg(short = 'R', long = "reset")]
     reset: bool,
     /// Clone device.
@@ -126,6 +130,9 @@ struct RunArgs {
     /// sysfs root (tests).
     #[arg(long, value_name = "PATH", default_value = "/sys", hide = true)]
     sysfs: PathBuf,
+    /// xen_clone_dev's debugfs directory (tests).
+    #[arg(long, value_name = "DIR", default_value = DEBUGFS_DIR, hide = true)]
+    debugfs: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -259,7 +266,47 @@ fn daemonize(log_file: &std::path::Path) -> Result<(), String> {
     Ok(())
 }
 
+/// `-R`: `CLONEOP_disable` through privcmd, unless xen_clone_dev is loaded
+/// (it owns the ring then, and disabling it under the module would strand
+/// its waiting parents: the hypervisor frees the completion ring at once).
+fn reset(a: &RunArgs) -> Result<(), String> {
+    let module = a.sysfs.join("module/xen_clone_dev");
+    let loaded =
+        devinfo::module_loaded(&module).map_err(|e| format!("-R: {}: {e}", module.display()))?;
+    if loaded {
+        match devinfo::module_report(&a.debugfs, &a.device) {
+            Ok(r) => print!("{}", r.render()),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        println!(
+            "xencloned -R: xen_clone_dev is loaded ({}) and owns the clone ring: not disabling it; 'rmmod xen_clone_dev' disables it (entries not completed are re-delivered to the next xencloned while it stays loaded)",
+            module.display()
+        );
+        return Ok(());
+    }
+    let path = a.privcmd.display().to_string();
+    let mut pc = Privcmd::open(&a.privcmd, None).map_err(|e| format!("-R: {e}"))?;
+    match clone_op_disable(&mut pc, &path) {
+        Ok(DisableOutcome::Disabled) => {
+            println!(
+                "xencloned -R: CLONEOP_disable (hypercall 43 through {path}): disabled the clone ring that was still enabled (left by a killed xencloned or an earlier xen_clone_dev); xen_clone_dev can be loaded now"
+            );
+            Ok(())
+        }
+        Ok(DisableOutcome::NotEnabled) => {
+            println!(
+                "xencloned -R: CLONEOP_disable (hypercall 43 through {path}): nothing was enabled (the hypervisor answered EINVAL); nothing to do"
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!("-R: {e}")),
+    }
+}
+
 fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if a.reset {
+        return reset(&a).map_err(Into::into);
+    }
     // With --simulate, `_sim` keeps the simulated device's other end alive.
     let (mut source, _sim): (Box<dyn CloneSource>, Option<xencloned::source::SimHandle>) =
         if a.simulate {
@@ -283,15 +330,6 @@ fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     let info = source.info()?;
     if let Some(i) = &info {
         check_device_config(i, a.ring_pages, a.page_sharing_pool);
-    }
-    if a.reset {
-        if let Some(i) = &info {
-            print_info(i);
-        }
-        println!(
-            "The kernel module owns the clone ring: nothing to disable. Entries not completed are re-delivered to the next xencloned; unload xen_clone_dev to disable cloning."
-        );
-        return Ok(());
     }
     let endpoint = a
         .xenstore
@@ -393,34 +431,6 @@ fn check_device_config(i: &XenCloneInfo, ring_pages: Option<u32>, pool: bool) {
             if dev_pool { "WITH" } else { "WITHOUT" }
         );
     }
-}
-
-fn print_info(i: &XenCloneInfo) {
-    println!(
-        "abi {} ring_pages {} entries {} enable_flags {:#x} prod {} cons {} queued {} outstanding {} orphan_timeout {}s flags {:#x}",
-        i.version,
-        i.ring_pages,
-        i.entries_num,
-        i.enable_flags,
-        i.prod_idx,
-        i.cons_idx,
-        i.queued,
-        i.outstanding,
-        i.orphan_timeout_secs,
-        i.flags
-    );
-    let c = &i.counters;
-    println!(
-        "notifications {} completions {} redeliveries {} auto_completions {} ring_full {} bad_ids {} ring_corruptions {} hypervisor_errors {}",
-        c.notifications,
-        c.completions,
-        c.redeliveries,
-        c.auto_completions,
-        c.ring_full,
-        c.bad_ids,
-        c.ring_corruptions,
-        c.hypervisor_errors
-    );
 }
 
 fn info(debugfs: &std::path::Path, device: &std::path::Path) -> ExitCode {

@@ -393,3 +393,83 @@ fn status_shows_the_stats_file_and_the_module_counters_while_running() {
     );
     let _ = std::fs::remove_dir_all(&dfs);
 }
+
+fn run_reset(args: &[&std::ffi::OsStr]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .arg("-R")
+        .args(["--device", "/nonexistent/clone"])
+        .args(args)
+        .output()
+        .expect("xencloned -R");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `-R` with xen_clone_dev not loaded (no /dev/xen/clone: the module
+/// refused to load over a stale ring) issues CLONEOP_disable through
+/// privcmd. A regular file stands in for privcmd: its ioctl fails with
+/// ENOTTY, which must be reported with the op, the path and the errno.
+#[test]
+fn reset_issues_clone_op_disable_through_privcmd_without_the_device() {
+    let dir = std::env::temp_dir().join(format!("xc-reset-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sys/module")).expect("mkdir");
+    let privcmd = dir.join("privcmd");
+    std::fs::write(&privcmd, b"").expect("fake privcmd");
+    let (ok, out, err) = run_reset(&[
+        "--privcmd".as_ref(),
+        privcmd.as_os_str(),
+        "--sysfs".as_ref(),
+        dir.join("sys").as_os_str(),
+    ]);
+    assert!(!ok, "an ioctl error must fail: {out}{err}");
+    assert!(
+        err.contains("CLONEOP_disable")
+            && err.contains("hypercall 43")
+            && err.contains(&privcmd.display().to_string())
+            && err.contains("os error 25"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("/nonexistent/clone"),
+        "opened the device: {err}"
+    );
+    let (ok, _, err) = run_reset(&[
+        "--privcmd".as_ref(),
+        "/nonexistent/privcmd".as_ref(),
+        "--sysfs".as_ref(),
+        dir.join("sys").as_os_str(),
+    ]);
+    assert!(!ok && err.contains("/nonexistent/privcmd"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// While xen_clone_dev is loaded it owns the ring: `-R` must not disable it
+/// (nor touch privcmd), only show the module's state.
+#[test]
+fn reset_leaves_the_ring_of_a_loaded_module_alone() {
+    let dir = std::env::temp_dir().join(format!("xc-reset-loaded-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("sys/module/xen_clone_dev")).expect("mkdir");
+    let dfs = fake_debugfs("reset");
+    let (ok, out, err) = run_reset(&[
+        "--privcmd".as_ref(),
+        "/nonexistent/privcmd".as_ref(),
+        "--sysfs".as_ref(),
+        dir.join("sys").as_os_str(),
+        "--debugfs".as_ref(),
+        dfs.as_os_str(),
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("owns the clone ring") && out.lines().any(|l| l == "notifications 7"),
+        "{out}"
+    );
+    assert!(
+        !err.contains("privcmd") && !out.contains("CLONEOP_disable ("),
+        "{out}{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&dfs);
+}
