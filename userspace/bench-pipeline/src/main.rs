@@ -19,7 +19,9 @@
 //! 3. **Xenstore requests per clone**, from xenstored's `-T` trace: the
 //!    requests of the daemon's connections (the benchmark's own connections
 //!    are excluded) while a burst of clones of an already cached parent is
-//!    processed; cross-checked with a counting forwarder in front of the
+//!    processed (deep copy reads the parent's source trees once and keeps
+//!    them under watches: the first clone's extra cost is "parent read");
+//!    cross-checked with a counting forwarder in front of the
 //!    daemon, which also counts the daemon's `XS_CLONE` mode (against
 //!    `xenstore::testing::NepheleProxy`). Next to it: what Nephele's C
 //!    daemon needs for the same clone, derived from the reference
@@ -216,6 +218,7 @@ fn burst(queued: u32, vifs: u32, rep: u32, args: &Args) -> Result<Burst, String>
         count: false,
         vif_timeout: VIF_TIMEOUT,
         predomains: args.predomains,
+        cache: true,
     })
     .ok_or_else(no_xenstored)?;
     h.prepare_children(1 + queued);
@@ -264,6 +267,7 @@ fn rss_child(k: u32) -> Result<(), String> {
         count: false,
         vif_timeout: VIF_TIMEOUT,
         predomains: 0,
+        cache: true,
     })
     .ok_or_else(no_xenstored)?;
     // The device side (scripted start_info pages, queued entries) exists
@@ -386,9 +390,14 @@ impl Count {
 /// Window A: the first clone (parent description read, cache miss);
 /// window B: `n` more clones queued at once (parent cached).
 fn count(mode: XsMode, vifs: u32, n: u32) -> Result<Count, String> {
+    count_with(mode, vifs, n, true)
+}
+
+/// [`count`], with or without the daemon's `--cache`.
+fn count_with(mode: XsMode, vifs: u32, n: u32, cache: bool) -> Result<Count, String> {
     let use_trace = mode == XsMode::DeepCopy;
     let mut h = Harness::new(&Setup {
-        name: format!("bench-count-{mode:?}-v{vifs}"),
+        name: format!("bench-count-{mode:?}-v{vifs}-c{}", u8::from(cache)),
         vifs,
         mode,
         trace: use_trace,
@@ -396,6 +405,7 @@ fn count(mode: XsMode, vifs: u32, n: u32) -> Result<Count, String> {
         count: true,
         vif_timeout: VIF_TIMEOUT,
         predomains: 0,
+        cache,
     })
     .ok_or_else(no_xenstored)?;
     let tf = h.xs.trace_file();
@@ -830,7 +840,7 @@ fn print_table(runs: &[Run], rss: Option<&Rss>, deep: &[Count], xsc: &[Count], v
         return;
     }
     println!(
-        "\nXenstore requests per clone (parent cached; parent description read once per parent):"
+        "\nXenstore requests per clone (parent cached; the parent description, and in deep copy the parent's source trees, read once per parent):"
     );
     println!(
         "{:>5} {:>16} {:>14} {:>16} {:>22}",
@@ -870,4 +880,48 @@ fn print_table(runs: &[Run], rss: Option<&Rss>, deep: &[Count], xsc: &[Count], v
         "  Nephele (reference-derived, XS_CLONE): see xenstore_requests_per_clone.nephele.derivation; not counted: {}",
         nephele::NOT_COUNTED
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Xenstore requests per clone of Nephele's own `xencloned -d` (deep
+    /// copy) for one clone with no vif, on its real stack (issue 11).
+    const NEPHELE_DEEP_COPY: f64 = 101.0;
+
+    /// The daemon's deep copy, counted as the benchmark counts it (the
+    /// daemon's connections only, a burst of clones of one parent), with and
+    /// without `--cache`, must take fewer requests per clone than Nephele's
+    /// `-d`, with 0 and with 1 vif.
+    #[test]
+    fn deep_copy_takes_fewer_requests_than_nephele_deep_copy() {
+        let mut seen = Vec::new();
+        for cache in [true, false] {
+            for vifs in [0, 1] {
+                let c = match count_with(XsMode::DeepCopy, vifs, 5, cache) {
+                    Ok(c) => c,
+                    Err(e) if e == no_xenstored() => {
+                        eprintln!("SKIP: {e}");
+                        return;
+                    }
+                    Err(e) => panic!("count: {e}"),
+                };
+                let (trace, fwd) = (total(c.burst()), total(&c.fwd_burst));
+                assert_eq!(trace, fwd, "xenstored's trace and the forwarder disagree");
+                eprintln!(
+                    "deep copy, --cache {cache}, {vifs} vif(s): {:.1} requests per clone: {:?}",
+                    c.per_clone(),
+                    c.burst()
+                );
+                seen.push((cache, vifs, c.per_clone()));
+            }
+        }
+        for (cache, vifs, per) in seen {
+            assert!(
+                per < NEPHELE_DEEP_COPY,
+                "--cache {cache}, {vifs} vif(s): {per} requests per clone, Nephele's -d: {NEPHELE_DEEP_COPY}"
+            );
+        }
+    }
 }

@@ -10,6 +10,7 @@ use crate::netlink::NetOps;
 use crate::parent::{self, ParentCache, ParentError, ParentInfo};
 use crate::source::CloneSource;
 use crate::stats::Stats;
+use crate::trees::TreeCache;
 use crate::uevent::{self, UeventSource, VifEvent, VifUevent};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -28,6 +29,7 @@ const T_UEVENT: u64 = 2;
 const T_WATCH: u64 = 3;
 const T_SIGNAL: u64 = 4;
 const T_TIMER: u64 = 5;
+const T_XS: u64 = 6;
 
 /// Token of the `@releaseDomain` watch.
 pub const RELEASE_TOKEN: &str = "release";
@@ -89,6 +91,8 @@ pub struct Daemon {
     net: Box<dyn NetOps>,
     opts: Options,
     cache: Option<ParentCache>,
+    /// Parents' source trees for deep copy, watched on `xs`.
+    trees: TreeCache,
     watch: Option<Client>,
     clones: BTreeMap<u32, Clone>,
     pub stats: Stats,
@@ -153,6 +157,11 @@ impl Daemon {
             None
         };
         let watch = Some(w);
+        // The main connection carries the kept trees' watches (see
+        // crate::trees): events that arrive while idle are read here.
+        epoll
+            .add(deps.xs.as_fd(), ev(T_XS))
+            .map_err(sys("epoll add xenstore"))?;
         let stats = Stats {
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -167,6 +176,7 @@ impl Daemon {
             net: deps.net,
             opts: cfg.opts,
             cache,
+            trees: TreeCache::new(32),
             watch,
             clones: BTreeMap::new(),
             stats,
@@ -281,6 +291,10 @@ impl Daemon {
                 T_WATCH => self.on_watch()?,
                 T_SIGNAL => self.on_signal(),
                 T_TIMER => self.on_timer(),
+                T_XS => {
+                    let evs = self.xs.read_events()?;
+                    self.trees.on_events(evs);
+                }
                 _ => {}
             }
         }
@@ -293,6 +307,9 @@ impl Daemon {
         for ev in queued {
             self.on_watch_event(ev);
         }
+        // Tree events that came in with replies on the main connection.
+        self.trees.sync(&mut self.xs);
+        self.stats.trees = self.trees.stats;
         self.finish_ready();
         Ok(())
     }
@@ -335,8 +352,25 @@ impl Daemon {
             self.stats.cache_hits += 1;
             return Ok(p);
         }
+        // Without --cache: a description kept under the trees' watches
+        // (deep copy). One request first: its reply comes after the watch
+        // event of every change made before it.
+        if self.cache.is_none() && self.trees.has_description(pid) {
+            match self.xs.get_domain_path(pid) {
+                Ok(_) => {
+                    self.trees.sync(&mut self.xs);
+                    if let Some(p) = self.trees.description(pid, e.parent_start_info_mfn) {
+                        return Ok(p);
+                    }
+                }
+                Err(err) => tracing::debug!(parent = pid, "sync before kept description: {err}"),
+            }
+        }
         self.stats.cache_misses += 1;
         let p = parent::read_parent(&mut self.xs, &mut *self.hv, pid, e.parent_start_info_mfn)?;
+        if self.cache.is_none() {
+            self.trees.keep_description(&p, e.parent_start_info_mfn);
+        }
         if let (Some(c), Some(w)) = (&mut self.cache, &mut self.watch) {
             let evicted = c.insert(p.clone());
             let shutdown = paths::join(&paths::domain_path(pid), "control/shutdown");
@@ -375,6 +409,7 @@ impl Daemon {
             hv: &mut *self.hv,
             net: &mut *self.net,
             opts: &mut self.opts,
+            trees: &mut self.trees,
         };
         let c = clone::start(&mut env, e, parent, started);
         if let Some(w) = &mut self.watch {
@@ -422,6 +457,7 @@ impl Daemon {
             hv: &mut *self.hv,
             net: &mut *self.net,
             opts: &mut self.opts,
+            trees: &mut self.trees,
         };
         for c in self.clones.values_mut() {
             if c.child() == v.domid && clone::vif::on_online(&mut env, c, v.devid) {
@@ -497,6 +533,7 @@ impl Daemon {
                 hv: &mut *self.hv,
                 net: &mut *self.net,
                 opts: &mut self.opts,
+                trees: &mut self.trees,
             };
             for c in self.clones.values_mut() {
                 if c.child() == child && clone::vif::on_hotplug_status(&mut env, c, devid) {
@@ -524,6 +561,7 @@ impl Daemon {
             hv: &mut *self.hv,
             net: &mut *self.net,
             opts: &mut self.opts,
+            trees: &mut self.trees,
         };
         for c in self.clones.values_mut() {
             for devid in c.expired(now) {
@@ -579,6 +617,7 @@ impl Daemon {
 
     fn write_stats(&mut self) {
         self.stats.in_flight = self.clones.len();
+        self.stats.trees = self.trees.stats;
         if let Some(p) = &self.stats_file
             && let Err(e) = self.stats.write(p)
         {

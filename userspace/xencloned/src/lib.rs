@@ -10,7 +10,8 @@
 //!
 //! Hypervisor access (privcmd, no libxenctrl) is in [`hypervisor`]; the
 //! parent description and its cache in [`parent`]; counters in [`stats`];
-//! the kernel module's state for `info`/`status` in [`devinfo`].
+//! the kernel module's state for `info`/`status` in [`devinfo`]; the
+//! parents' source trees for deep copy (watched, never stale) in [`trees`].
 
 pub mod clone;
 pub mod completion;
@@ -23,4 +24,5 @@ pub mod parent;
 pub mod sim;
 pub mod source;
 pub mod stats;
+pub mod trees;
 pub mod uevent;

@@ -14,6 +14,18 @@ pub struct HvLog {
     pub copies: Vec<(u16, u64, u16, u64)>,
     pub unpaused: Vec<u16>,
     pub fail_unpause: bool,
+    /// Called after each page copy (source domid, destination domid): lets
+    /// a test act at a precise point of the pipeline.
+    pub after_copy: Option<CopyHook>,
+}
+
+/// See [`HvLog::after_copy`].
+pub struct CopyHook(pub Box<dyn FnMut(u16, u16) + Send>);
+
+impl std::fmt::Debug for CopyHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CopyHook")
+    }
 }
 
 /// Scripted hypervisor.
@@ -60,11 +72,20 @@ impl Hypervisor for FakeHypervisor {
         dst_dom: u16,
         dst_mfn: u64,
     ) -> Result<(), HvError> {
-        let mut l = self.0.lock().map_err(|_| bad(src_dom, src_mfn))?;
-        if src_mfn == 0 || dst_mfn == 0 {
-            return Err(bad(dst_dom, dst_mfn));
+        let mut hook = {
+            let mut l = self.0.lock().map_err(|_| bad(src_dom, src_mfn))?;
+            if src_mfn == 0 || dst_mfn == 0 {
+                return Err(bad(dst_dom, dst_mfn));
+            }
+            l.copies.push((src_dom, src_mfn, dst_dom, dst_mfn));
+            l.after_copy.take()
+        };
+        if let Some(h) = &mut hook {
+            (h.0)(src_dom, dst_dom);
         }
-        l.copies.push((src_dom, src_mfn, dst_dom, dst_mfn));
+        if let (Some(h), Ok(mut l)) = (hook, self.0.lock()) {
+            l.after_copy.get_or_insert(h);
+        }
         Ok(())
     }
     fn unpause(&mut self, domid: u16) -> Result<(), HvError> {

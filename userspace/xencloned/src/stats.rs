@@ -45,6 +45,8 @@ pub struct Stats {
     pub stage_totals: Vec<(&'static str, Duration, u64)>,
     pub recent: VecDeque<CloneRecord>,
     pub in_flight: usize,
+    /// Kept source trees of deep copy (`crate::trees`).
+    pub trees: crate::trees::TreeStats,
 }
 
 const RECENT: usize = 32;
@@ -100,7 +102,7 @@ impl Stats {
 
     pub fn to_json(&self) -> String {
         let mut o = String::from("{\n");
-        let counters: [(&str, u64); 17] = [
+        let counters: [(&str, u64); 21] = [
             ("started_unix", self.started_unix),
             ("clones_started", self.clones_started),
             ("clones_completed", self.clones_completed),
@@ -118,6 +120,10 @@ impl Stats {
             ("cache_misses", self.cache_misses),
             ("cache_invalidations", self.cache_invalidations),
             ("in_flight", self.in_flight as u64),
+            ("tree_hits", self.trees.hits),
+            ("tree_reads", self.trees.reads),
+            ("tree_invalidations", self.trees.invalidations),
+            ("tree_descriptions", self.trees.descriptions),
         ];
         for (k, v) in counters {
             let _ = writeln!(o, "  \"{k}\": {v},");

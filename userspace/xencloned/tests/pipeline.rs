@@ -969,3 +969,114 @@ fn netback_refusal_keeps_its_message_and_completes() {
         .unwrap_or_default();
     assert!(latency < Duration::from_secs(5), "{latency:?}");
 }
+
+/// Deep copy keeps the parent's source trees between clones (no second
+/// read), yet never copies a stale one: a change made before the clone's
+/// transaction starts (while the clone is under way, its watch events not
+/// read yet) reaches that clone, and one made while the daemon idles is
+/// seen at once. With and without --cache.
+#[test]
+fn deep_copy_keeps_parent_trees_but_copies_changes_made_just_before_a_clone() {
+    for cache in [false, true] {
+        let Some(mut h) = harness(
+            &format!("deep_copy_keeps_parent_trees_{cache}"),
+            "bond0",
+            Netback::Normal,
+            opts(XsMode::DeepCopy),
+            cache,
+            Dialect::Upstream,
+        ) else {
+            return;
+        };
+        let mut c = h.client();
+        h.push(1, 9, 0);
+        h.run_until_completed(1);
+        let first = h.daemon.stats.trees;
+        assert!(first.reads >= 3, "home, libxl and backends read: {first:?}");
+        h.push(2, 10, 0);
+        h.run_until_completed(2);
+        let second = h.daemon.stats.trees;
+        assert_eq!(
+            second.reads, first.reads,
+            "kept trees read again: {second:?}"
+        );
+        assert!(second.hits > first.hits, "{second:?}");
+        assert_eq!(r(&mut c, "/local/domain/10/data/app"), "nginx");
+        // Changes made while clone 11 is under way, after its last
+        // Xenstore request before the copy (right after its console page
+        // copy): the daemon has not read their watch events; only the check
+        // at the start of the copy's transaction can see them.
+        let xs_path = h.xs.endpoint();
+        if let Ok(mut l) = h.hv.0.lock() {
+            l.after_copy = Some(xencloned::sim::CopyHook(Box::new(move |_, dst| {
+                if dst != 11 {
+                    return;
+                }
+                let mut c = Client::connect(&xs_path, Dialect::Upstream).expect("connect");
+                w(&mut c, "/local/domain/3/data/app", "v2");
+                w(&mut c, "/local/domain/3/data/new", "n");
+                c.set_perms(TxId::NONE, "/local/domain/3/data", &perms(&["b3", "r0"]))
+                    .expect("perms");
+                w(&mut c, "/local/domain/0/backend/vif/3/0/feature-sg", "0");
+                w(&mut c, "/libxl/3/dm-version", "qemu_xen_traditional");
+            })));
+        }
+        h.push(3, 11, 0);
+        h.run_until_completed(3);
+        assert_eq!(r(&mut c, "/local/domain/11/data/app"), "v2");
+        assert_eq!(r(&mut c, "/local/domain/11/data/new"), "n");
+        assert_eq!(
+            c.get_perms(TxId::NONE, "/local/domain/11/data")
+                .expect("perms")
+                .to_strings(),
+            vec!["b11", "r0"]
+        );
+        assert_eq!(
+            r(&mut c, "/local/domain/0/backend/vif/11/0/feature-sg"),
+            "0"
+        );
+        assert_eq!(r(&mut c, "/libxl/11/dm-version"), "qemu_xen_traditional");
+        // The earlier child is untouched.
+        assert_eq!(r(&mut c, "/local/domain/10/data/app"), "nginx");
+        let third = h.daemon.stats.trees;
+        assert!(
+            third.invalidations > second.invalidations && third.reads > second.reads,
+            "{third:?}"
+        );
+        // A change while the daemon idles is read off the socket at once.
+        w(&mut c, "/local/domain/3/data/app", "v3");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while h.daemon.stats.trees.invalidations == third.invalidations {
+            assert!(Instant::now() < deadline, "idle change never seen");
+            h.daemon
+                .step(Some(Duration::from_millis(20)))
+                .expect("step");
+        }
+        h.push(4, 12, 0);
+        h.run_until_completed(4);
+        assert_eq!(r(&mut c, "/local/domain/12/data/app"), "v3");
+        assert_eq!(h.daemon.stats.clones_failed, 0);
+        assert_eq!(h.sim.completed(), vec![1, 2, 3, 4]);
+        if cache {
+            continue;
+        }
+        // Without --cache the parent description is kept under the same
+        // watches (clone 3 used it)...
+        assert!(
+            h.daemon.stats.trees.descriptions >= 1,
+            "{:?}",
+            h.daemon.stats.trees
+        );
+        // ... and a change to what it was read from is seen by the next
+        // clone: the vif's master becomes a Linux bridge, which is refused.
+        h.push(5, 13, 0);
+        h.run_until_completed(5);
+        assert_eq!(h.daemon.stats.clones_failed, 0);
+        w(&mut c, "/local/domain/0/backend/vif/3/0/bridge", "br0");
+        h.push(6, 14, 0);
+        h.run_until_completed(6);
+        assert_eq!(h.daemon.stats.clones_failed, 1, "stale description used");
+        let err = r(&mut c, "/local/domain/0/backend/vif/14/0/hotplug-error");
+        assert!(err.contains("br0 is a Linux bridge"), "{err}");
+    }
+}

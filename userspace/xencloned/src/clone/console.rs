@@ -47,16 +47,14 @@ pub fn console_items(
     Ok(items)
 }
 
-pub fn clone_console(
+/// Copies the parent's console ring page into the child's.
+pub fn copy_console_page(
     env: &mut Env<'_>,
-    c: &mut Clone,
+    c: &Clone,
     parent: &ParentInfo,
     child_si: &StartInfo,
 ) -> Result<(), CloneError> {
-    if !parent.has_console {
-        return Ok(());
-    }
-    if parent.start_info.console_mfn != 0 && child_si.console_mfn != 0 {
+    if parent.has_console && parent.start_info.console_mfn != 0 && child_si.console_mfn != 0 {
         env.hv
             .copy_page(
                 parent.domid,
@@ -66,6 +64,21 @@ pub fn clone_console(
             )
             .map_err(|e| c.err("console page", e))?;
     }
+    Ok(())
+}
+
+/// Console page and dirs (`XS_CLONE` mode; deep copy makes the dirs with
+/// the other trees).
+pub fn clone_console(
+    env: &mut Env<'_>,
+    c: &mut Clone,
+    parent: &ParentInfo,
+    child_si: &StartInfo,
+) -> Result<(), CloneError> {
+    if !parent.has_console {
+        return Ok(());
+    }
+    copy_console_page(env, c, parent, child_si)?;
     let items = console_items(parent, c.child(), child_si)
         .map_err(|e| c.err("console", StageError::Refused(e)))?;
     super::copy_items(env, c, "console", &items)

@@ -19,6 +19,7 @@ pub mod xenstore;
 use crate::hypervisor::{HvError, Hypervisor};
 use crate::netlink::{NetError, NetOps};
 use crate::parent::{ParentError, ParentInfo};
+use crate::trees::TreeCache;
 use ::xenstore::Client;
 use std::time::{Duration, Instant};
 use xen_clone_abi::{XEN_CLONE_ENTRY_REDELIVERED, XenCloneEntry};
@@ -92,6 +93,8 @@ pub struct Env<'a> {
     pub hv: &'a mut dyn Hypervisor,
     pub net: &'a mut dyn NetOps,
     pub opts: &'a mut Options,
+    /// Parents' source trees for deep copy (watched on `xs`).
+    pub trees: &'a mut TreeCache,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -253,14 +256,46 @@ fn run_stages(
         .start_info(c.child(), c.entry.child_start_info_mfn)
         .map_err(|e| c.err("child start_info", e))?;
     c.stage_done("child_start_info");
-    xenstore::clone_domain(env, c, &parent, &child_si)?;
-    c.stage_done("xenstore");
-    console::clone_console(env, c, &parent, &child_si)?;
-    c.stage_done("console");
-    if env.opts.skip_io || parent.skip_network {
+    xenstore::copy_store_page(env, c, &parent, &child_si)?;
+    let io = !(env.opts.skip_io || parent.skip_network);
+    if !io {
         tracing::debug!(child = c.child(), "I/O cloning skipped");
-    } else {
-        vif::clone_vifs(env, c, &parent)?;
+    }
+    if env.opts.mode == XsMode::XsClone && xenstore::clone_domain_xs(env, c, &parent, &child_si)? {
+        c.stage_done("xenstore");
+        console::clone_console(env, c, &parent, &child_si)?;
+        c.stage_done("console");
+        if io {
+            vif::clone_vifs(env, c, &parent)?;
+            c.stage_done("vif_xenstore");
+        }
+        return Ok(());
+    }
+    // Deep copy: the child is introduced first (C xenstored refuses
+    // permissions naming a domain it does not know), then every tree of the
+    // clone is made in ONE transaction: basic, console, vifs (frontends
+    // before backends, all visible at once at the commit).
+    xenstore::introduce(env, c, &parent, &child_si)?;
+    console::copy_console_page(env, c, &parent, &child_si)?;
+    let mut items = xenstore::basic_items(&parent, c.child(), &child_si);
+    if parent.has_console {
+        items.extend(
+            console::console_items(&parent, c.child(), &child_si)
+                .map_err(|e| c.err("console", StageError::Refused(e)))?,
+        );
+    }
+    if io {
+        for v in &parent.vifs {
+            items.extend(vif::vif_items(parent.domid, c.child(), v));
+        }
+    }
+    deep_copy_items(env, c, "xenstore trees", &items)?;
+    c.stage_done("xenstore");
+    c.stage_done("console");
+    if io {
+        for v in &parent.vifs {
+            vif::add_slot(env, c, v);
+        }
         c.stage_done("vif_xenstore");
     }
     Ok(())
@@ -345,38 +380,55 @@ pub fn xs_clone_items(
     Ok(true)
 }
 
-/// Deep-copies every item in one transaction.
+/// Deep-copies every item in one transaction, from the parent's kept trees
+/// ([`TreeCache`]; a tree is read only if a change dropped it or it was
+/// never read), with as few requests as [`xenstore::deepcopy::Batch`] can.
+/// A missing optional source is skipped; on a re-delivered entry an
+/// existing destination is left as is.
 pub fn deep_copy_items(
     env: &mut Env<'_>,
     c: &Clone,
     stage: &'static str,
     items: &[CopyItem],
 ) -> Result<(), CloneError> {
+    use ::xenstore::deepcopy::{Batch, CopySpec, Existing};
     let (p, ch, redelivered) = (c.parent(), c.child(), c.redelivered());
+    let trees = &mut *env.trees;
     env.xs
         .transaction(::xenstore::client::TX_RETRIES, |xs, tx| {
+            // Every change made before this transaction started has its
+            // watch event queued by now: drop the trees it touched.
+            trees.sync(xs);
+            let mut batch = Batch::new();
             for it in items {
-                if it.optional && !xs.exists(tx, &it.src)? {
-                    continue;
-                }
-                if redelivered && xs.exists(tx, &it.dst)? {
-                    tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
-                    continue;
-                }
+                let Some(src) = trees.source(xs, tx, p, &it.src)? else {
+                    if it.optional {
+                        continue;
+                    }
+                    return Err(::xenstore::Error::Xs {
+                        op: ::xenstore::Op::Read,
+                        path: it.src.clone(),
+                        errno: ::xenstore::wire::errno::ENOENT,
+                    });
+                };
                 let ov: Vec<(&str, String)> = it.overrides.iter().map(|(k, v)| (*k, v.clone())).collect();
-                ::xenstore::deepcopy::deep_copy(
-                    xs,
-                    tx,
-                    &::xenstore::deepcopy::CopySpec {
-                        op: it.op,
-                        parent: p,
-                        child: ch,
-                        src: &it.src,
-                        dst: &it.dst,
-                        overrides: &ov,
-                        mark_cloned: it.mark_cloned,
-                    },
-                )?;
+                let spec = CopySpec {
+                    op: it.op,
+                    parent: p,
+                    child: ch,
+                    src: &it.src,
+                    dst: &it.dst,
+                    overrides: &ov,
+                    mark_cloned: it.mark_cloned,
+                };
+                let existing = if redelivered {
+                    Existing::Skip
+                } else {
+                    Existing::Fail
+                };
+                if batch.copy(xs, tx, &spec, &src, existing)?.is_none() {
+                    tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
+                }
             }
             Ok(())
         })

@@ -52,40 +52,48 @@ pub fn refuse_master(bridge: Option<&str>, kind: MasterKind) -> Option<String> {
     }
 }
 
+/// Each vif's dirs (`XS_CLONE` mode), then its slot.
 pub fn clone_vifs(env: &mut Env<'_>, c: &mut Clone, parent: &ParentInfo) -> Result<(), CloneError> {
     for v in &parent.vifs {
         let items = vif_items(parent.domid, c.child(), v);
-        let backend = items[1].dst.clone();
         super::copy_items(env, c, "vif", &items)?;
-        let ifname = paths::vif_ifname(c.child(), v.handle);
-        let bond = v.bridge.clone().unwrap_or_default();
-        let refused = refuse_master(v.bridge.as_deref(), env.net.master_kind(&bond));
-        let mut slot = VifSlot {
-            devid: v.devid,
-            ifname,
-            backend,
-            bond,
-            state: VifState::WaitingOnline,
-            deadline: Instant::now() + env.opts.vif_timeout,
-            arp: env
-                .opts
-                .garp
-                .then(|| v.ip.as_deref().and_then(crate::netlink::parse_backend_ip))
-                .flatten()
-                .and_then(|(ip, gw)| gw.map(|gw| (gw, ip))),
-        };
-        if let Some(why) = refused {
-            let e = c.err("vif", StageError::Refused(why.clone()));
-            tracing::error!("{e}");
-            write_hotplug_error(env.xs, &slot.backend, &why);
-            slot.state = VifState::Failed(why);
-        } else if c.redelivered() && env.net.exists(&slot.ifname) {
-            // Re-delivered entry whose vif already exists: its uevent is gone.
-            connect_slot(env, c, &mut slot);
-        }
-        c.vifs.push(slot);
+        add_slot(env, c, v);
     }
     Ok(())
+}
+
+/// The clone's slot for parent vif `v`, whose dirs exist: waits for
+/// netback's `online` uevent, or fails at once if the parent's master
+/// cannot take clones.
+pub fn add_slot(env: &mut Env<'_>, c: &mut Clone, v: &ParentVif) {
+    let backend = paths::backend_dir(v.backend_id, "vif", c.child(), v.devid);
+    let ifname = paths::vif_ifname(c.child(), v.handle);
+    let bond = v.bridge.clone().unwrap_or_default();
+    let refused = refuse_master(v.bridge.as_deref(), env.net.master_kind(&bond));
+    let mut slot = VifSlot {
+        devid: v.devid,
+        ifname,
+        backend,
+        bond,
+        state: VifState::WaitingOnline,
+        deadline: Instant::now() + env.opts.vif_timeout,
+        arp: env
+            .opts
+            .garp
+            .then(|| v.ip.as_deref().and_then(crate::netlink::parse_backend_ip))
+            .flatten()
+            .and_then(|(ip, gw)| gw.map(|gw| (gw, ip))),
+    };
+    if let Some(why) = refused {
+        let e = c.err("vif", StageError::Refused(why.clone()));
+        tracing::error!("{e}");
+        write_hotplug_error(env.xs, &slot.backend, &why);
+        slot.state = VifState::Failed(why);
+    } else if c.redelivered() && env.net.exists(&slot.ifname) {
+        // Re-delivered entry whose vif already exists: its uevent is gone.
+        connect_slot(env, c, &mut slot);
+    }
+    c.vifs.push(slot);
 }
 
 /// `hotplug-status=error` + `hotplug-error` (best effort, logged).

@@ -1,7 +1,7 @@
 //! Stage 2: the domain's own trees (`/local/domain/<c>`, `/libxl/<c>`),
 //! the Xenstore interface page and `XS_INTRODUCE`.
 
-use super::{Clone, CloneError, CopyItem, Env, XsMode};
+use super::{Clone, CloneError, CopyItem, Env};
 use crate::hypervisor::StartInfo;
 use crate::parent::ParentInfo;
 use ::xenstore::{CloneOp, paths};
@@ -35,15 +35,14 @@ pub fn basic_items(parent: &ParentInfo, child: u16, child_si: &StartInfo) -> Vec
     items
 }
 
-pub fn clone_domain(
+/// Ring indices and pending data of the parent's Xenstore page go to the
+/// child before xenstored starts serving it.
+pub fn copy_store_page(
     env: &mut Env<'_>,
-    c: &mut Clone,
+    c: &Clone,
     parent: &ParentInfo,
     child_si: &StartInfo,
 ) -> Result<(), CloneError> {
-    let items = basic_items(parent, c.child(), child_si);
-    // Ring indices and pending data of the parent's Xenstore page go to the
-    // child before xenstored starts serving it.
     if parent.start_info.store_mfn != 0 && child_si.store_mfn != 0 {
         env.hv
             .copy_page(
@@ -54,18 +53,28 @@ pub fn clone_domain(
             )
             .map_err(|e| c.err("xenstore page", e))?;
     }
-    // Nephele's order: XS_CLONE, then XS_INTRODUCE. In deep-copy mode the
-    // child is introduced first: C xenstored refuses permissions naming a
-    // domain it does not know.
-    if env.opts.mode == XsMode::XsClone && super::xs_clone_items(env, c, "xenstore basic", &items)?
-    {
-        return introduce(env, c, parent, child_si);
-    }
-    introduce(env, c, parent, child_si)?;
-    super::deep_copy_items(env, c, "xenstore basic", &items)
+    Ok(())
 }
 
-fn introduce(
+/// Nephele's order: `XS_CLONE` of the basic trees, then `XS_INTRODUCE`.
+/// `Ok(false)`: xenstored refused `XS_CLONE` before anything changed; the
+/// mode is deep copy now (the caller introduces and deep-copies).
+pub fn clone_domain_xs(
+    env: &mut Env<'_>,
+    c: &mut Clone,
+    parent: &ParentInfo,
+    child_si: &StartInfo,
+) -> Result<bool, CloneError> {
+    let items = basic_items(parent, c.child(), child_si);
+    if !super::xs_clone_items(env, c, "xenstore basic", &items)? {
+        return Ok(false);
+    }
+    introduce(env, c, parent, child_si)?;
+    Ok(true)
+}
+
+/// `XS_INTRODUCE` of the child (Nephele's 4th field: the parent).
+pub fn introduce(
     env: &mut Env<'_>,
     c: &Clone,
     parent: &ParentInfo,
