@@ -222,6 +222,9 @@ fn main() -> ExitCode {
         None => {}
     }
     let a = cli.run;
+    // The environment is read here, before anything else runs; what the
+    // daemon needs of it is passed down.
+    let notify_socket = xencloned::notify::socket_from_env();
     if a.daemon
         && let Err(e) = daemonize(&a.log_file)
     {
@@ -229,7 +232,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     init_logging(a.log_level);
-    match run(a) {
+    match run(a, notify_socket.as_deref()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
@@ -303,7 +306,17 @@ fn reset(a: &RunArgs) -> Result<(), String> {
     }
 }
 
-fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
+/// sd_notify; a failure is logged, never fatal.
+fn notify(socket: Option<&std::ffi::OsStr>, msg: &str) {
+    if let Err(e) = xencloned::notify::notify(socket, msg) {
+        tracing::warn!("{e}");
+    }
+}
+
+fn run(
+    a: RunArgs,
+    notify_socket: Option<&std::ffi::OsStr>,
+) -> Result<(), Box<dyn std::error::Error>> {
     if a.reset {
         return reset(&a).map_err(Into::into);
     }
@@ -397,10 +410,13 @@ fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
         cfg,
     )?;
     d.reconcile();
-    let _ = xencloned::notify::notify(&format!(
-        "READY=1\nMAINPID={}\nSTATUS=consuming clone notifications",
-        std::process::id()
-    ));
+    notify(
+        notify_socket,
+        &format!(
+            "READY=1\nMAINPID={}\nSTATUS=consuming clone notifications",
+            std::process::id()
+        ),
+    );
     let device = if a.adopt_only {
         "none (--adopt-only)".to_string()
     } else {
@@ -408,7 +424,7 @@ fn run(a: RunArgs) -> Result<(), Box<dyn std::error::Error>> {
     };
     tracing::info!(%device, "ready");
     d.run()?;
-    let _ = xencloned::notify::notify("STOPPING=1");
+    notify(notify_socket, "STOPPING=1");
     tracing::info!("stopped");
     Ok(())
 }
