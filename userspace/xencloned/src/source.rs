@@ -30,8 +30,8 @@ pub enum SourceError {
         #[source]
         source: io::Error,
     },
-    #[error("entry with ABI version {0}, expected {XEN_CLONE_ABI_VERSION}")]
-    Version(u32),
+    #[error("entry id {id} with ABI version {version}, expected {XEN_CLONE_ABI_VERSION}")]
+    Version { version: u32, id: u32 },
     #[error("read returned {0} bytes, not a multiple of the 32-byte entry")]
     Short(usize),
 }
@@ -58,9 +58,49 @@ pub fn decode_entry(b: &[u8]) -> Result<XenCloneEntry, SourceError> {
         child_start_info_mfn: u64_at(24),
     };
     if e.version != XEN_CLONE_ABI_VERSION {
-        return Err(SourceError::Version(e.version));
+        return Err(SourceError::Version {
+            version: e.version,
+            id: e.id,
+        });
     }
     Ok(e)
+}
+
+/// Decodes the entries of one read of `path` (a whole number of entries).
+/// An entry that cannot be decoded (another ABI version) was handed out
+/// all the same, so it is outstanding and its parent waits on it: it is
+/// logged and completed at once with `complete` (its id is where every
+/// version of the ABI has it), never silently dropped. The others of the
+/// same read are returned.
+pub fn decode_batch(
+    buf: &[u8],
+    path: &str,
+    complete: &mut dyn FnMut(u32) -> Result<(), SourceError>,
+) -> Vec<XenCloneEntry> {
+    let mut out = Vec::with_capacity(buf.len() / ENTRY_SIZE);
+    for chunk in buf.chunks_exact(ENTRY_SIZE) {
+        match decode_entry(chunk) {
+            Ok(e) => out.push(e),
+            Err(e @ SourceError::Version { id, version }) => {
+                tracing::error!(
+                    path,
+                    id,
+                    version,
+                    "undecodable clone entry: {e}; completing it"
+                );
+                match complete(id) {
+                    Ok(()) => tracing::warn!(
+                        path,
+                        id,
+                        "undecodable clone entry {id} completed: its parent continues, its child is left paused"
+                    ),
+                    Err(ce) => tracing::error!(path, id, "completing undecodable entry: {ce}"),
+                }
+            }
+            Err(e) => tracing::error!(path, "clone entry: {e}"),
+        }
+    }
+    out
 }
 
 /// Encodes an entry as the device returns it (simulation, tests).
@@ -118,6 +158,26 @@ impl DeviceSource {
     }
 }
 
+/// `XEN_CLONE_IOC_COMPLETE` of entry `id` on the device.
+fn complete_fd(file: &File, id: u32) -> Result<(), SourceError> {
+    let arg = XenCloneComplete { id, flags: 0 };
+    // SAFETY: the ioctl reads the 8-byte struct we pass by pointer.
+    let r = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            XEN_CLONE_IOC_COMPLETE as libc::c_ulong,
+            &arg as *const XenCloneComplete,
+        )
+    };
+    if r < 0 {
+        return Err(SourceError::Complete {
+            id,
+            source: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
 impl CloneSource for DeviceSource {
     fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
@@ -131,16 +191,13 @@ impl CloneSource for DeviceSource {
                 Ok(0) => return Ok(out),
                 Ok(n) if n % ENTRY_SIZE != 0 => return Err(SourceError::Short(n)),
                 Ok(n) => {
-                    for chunk in buf[..n].chunks_exact(ENTRY_SIZE) {
-                        // One undecodable entry must not lose the others
-                        // of the same read (they are outstanding now).
-                        match decode_entry(chunk) {
-                            Ok(e) => out.push(e),
-                            Err(e) => {
-                                tracing::error!(path = %self.path, "dropping clone entry: {e}")
-                            }
-                        }
-                    }
+                    // One undecodable entry must not lose the others of
+                    // the same read (they are outstanding now), nor stay
+                    // outstanding itself.
+                    let file = &self.file;
+                    out.extend(decode_batch(&buf[..n], &self.path, &mut |id| {
+                        complete_fd(file, id)
+                    }));
                     // One read (at most READ_BATCH entries) per wake-up: the
                     // rest stays readable, so the event loop serves uevents
                     // between batches of a long burst.
@@ -159,22 +216,7 @@ impl CloneSource for DeviceSource {
     }
 
     fn complete(&mut self, id: u32) -> Result<(), SourceError> {
-        let arg = XenCloneComplete { id, flags: 0 };
-        // SAFETY: the ioctl reads the 8-byte struct we pass by pointer.
-        let r = unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                XEN_CLONE_IOC_COMPLETE as libc::c_ulong,
-                &arg as *const XenCloneComplete,
-            )
-        };
-        if r < 0 {
-            return Err(SourceError::Complete {
-                id,
-                source: io::Error::last_os_error(),
-            });
-        }
-        Ok(())
+        complete_fd(&self.file, id)
     }
 
     fn info(&mut self) -> Result<Option<XenCloneInfo>, SourceError> {
@@ -243,6 +285,9 @@ impl CloneSource for IdleSource {
 #[derive(Default, Debug)]
 pub struct SimState {
     pub queued: VecDeque<XenCloneEntry>,
+    /// Raw 32-byte entries, handed out before `queued` (e.g. another ABI
+    /// version, which the daemon cannot decode).
+    pub queued_raw: VecDeque<[u8; ENTRY_SIZE]>,
     pub outstanding: Vec<u32>,
     pub completed: Vec<u32>,
     /// Completion attempts for ids not outstanding (must stay empty).
@@ -272,6 +317,14 @@ impl SimHandle {
             s.queued.push_back(e);
         }
         // Non-blocking: when the socket is full, a wake-up is pending anyway.
+        let _ = (&*self.tx).write(&[1]);
+    }
+
+    /// Queues raw entry bytes, as a device of another ABI would hand out.
+    pub fn push_raw(&self, b: [u8; ENTRY_SIZE]) {
+        if let Ok(mut s) = self.state.lock() {
+            s.queued_raw.push_back(b);
+        }
         let _ = (&*self.tx).write(&[1]);
     }
 
@@ -311,6 +364,22 @@ impl SimSource {
     }
 }
 
+/// The device's completion rule: once, only for an outstanding id.
+fn sim_complete(s: &mut SimState, id: u32) -> Result<(), SourceError> {
+    if let Some(i) = s.outstanding.iter().position(|x| *x == id) {
+        s.outstanding.swap_remove(i);
+        s.completed.push(id);
+        s.info.counters.completions += 1;
+        Ok(())
+    } else {
+        s.bad_completions.push(id);
+        Err(SourceError::Complete {
+            id,
+            source: io::Error::from_raw_os_error(libc::ENOENT),
+        })
+    }
+}
+
 impl CloneSource for SimSource {
     fn fd(&self) -> BorrowedFd<'_> {
         self.rx.as_fd()
@@ -324,35 +393,36 @@ impl CloneSource for SimSource {
             }
         }
         let mut s = self.state.lock().map_err(|_| SourceError::Short(0))?;
-        let n = s.queued.len().min(READ_BATCH);
-        let out: Vec<_> = s.queued.drain(..n).collect();
-        if !s.queued.is_empty() {
+        // What one read() of the device returns: at most READ_BATCH
+        // entries, in the wire encoding.
+        let mut buf = Vec::with_capacity(ENTRY_SIZE * READ_BATCH);
+        while buf.len() < ENTRY_SIZE * READ_BATCH {
+            let Some(raw) = s.queued_raw.pop_front() else {
+                break;
+            };
+            buf.extend_from_slice(&raw);
+        }
+        let n = s.queued.len().min(READ_BATCH - buf.len() / ENTRY_SIZE);
+        for e in s.queued.drain(..n) {
+            buf.extend_from_slice(&encode_entry(&e));
+        }
+        if !s.queued.is_empty() || !s.queued_raw.is_empty() {
             // Stay readable for the rest, as the device does.
             let _ = (&*self.tx).write(&[1]);
         }
-        // Round-trip through the wire encoding, as the device would.
-        let mut decoded = Vec::with_capacity(out.len());
-        for e in &out {
-            decoded.push(decode_entry(&encode_entry(e))?);
-            s.outstanding.push(e.id);
+        // Handed out: outstanding until completed (ids sit at bytes 8..12).
+        for chunk in buf.chunks_exact(ENTRY_SIZE) {
+            let id = u32::from_ne_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]);
+            s.outstanding.push(id);
         }
-        Ok(decoded)
+        Ok(decode_batch(&buf, "simulated device", &mut |id| {
+            sim_complete(&mut s, id)
+        }))
     }
 
     fn complete(&mut self, id: u32) -> Result<(), SourceError> {
         let mut s = self.state.lock().map_err(|_| SourceError::Short(0))?;
-        if let Some(i) = s.outstanding.iter().position(|x| *x == id) {
-            s.outstanding.swap_remove(i);
-            s.completed.push(id);
-            s.info.counters.completions += 1;
-            Ok(())
-        } else {
-            s.bad_completions.push(id);
-            Err(SourceError::Complete {
-                id,
-                source: io::Error::from_raw_os_error(libc::ENOENT),
-            })
-        }
+        sim_complete(&mut s, id)
     }
 
     fn info(&mut self) -> Result<Option<XenCloneInfo>, SourceError> {
@@ -415,7 +485,10 @@ mod tests {
         assert_eq!(raw, b);
         let mut bad = b;
         bad[0] = 9;
-        assert!(matches!(decode_entry(&bad), Err(SourceError::Version(9))));
+        assert!(matches!(
+            decode_entry(&bad),
+            Err(SourceError::Version { version: 9, id: 7 })
+        ));
         assert!(matches!(
             decode_entry(&b[..31]),
             Err(SourceError::Short(31))
@@ -434,6 +507,23 @@ mod tests {
             Err(SourceError::Complete { id: 1, .. })
         ));
         assert!(src.info().expect("info").is_none());
+    }
+
+    /// An entry of another ABI version is completed (its parent must not
+    /// wait forever) and the others of the same read are handed out.
+    #[test]
+    fn undecodable_entry_is_completed_not_dropped() {
+        let (mut src, h) = SimSource::new(XenCloneInfo::default()).expect("sim");
+        let mut bad = encode_entry(&entry(5));
+        bad[0..4].copy_from_slice(&9u32.to_ne_bytes());
+        h.push_raw(bad);
+        h.push(entry(6));
+        let got = src.read_entries().expect("read");
+        assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), vec![6]);
+        assert_eq!(h.completed(), vec![5], "undecodable entry completed");
+        assert!(h.bad_completions().is_empty());
+        src.complete(6).expect("complete");
+        assert_eq!(h.completed(), vec![5, 6]);
     }
 
     #[test]
