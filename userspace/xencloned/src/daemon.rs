@@ -403,6 +403,21 @@ impl Daemon {
             e.parent_domid,
             e.child_domid
         );
+        // A second entry with an id still in flight: the device never does
+        // this; if it happens, the old clone is dropped (the id is
+        // completed once, for the new entry) and its watches go with it,
+        // before the new clone registers its own (same path and token
+        // when the child is the same).
+        if let Some(old) = self.clones.remove(&e.id) {
+            tracing::error!(
+                id = e.id,
+                old_child = old.child(),
+                child = e.child_domid,
+                "duplicate clone id: dropping the clone of child {} (left paused, not completed), completing the new entry only",
+                old.child()
+            );
+            unwatch_vifs(&mut self.watch, &old);
+        }
         let parent = self.parent_for(&e);
         let mut env = Env {
             xs: &mut self.xs,
@@ -420,13 +435,7 @@ impl Daemon {
                 }
             }
         }
-        if let Some(old) = self.clones.insert(e.id, c) {
-            tracing::error!(
-                id = e.id,
-                child = old.child(),
-                "duplicate clone id: completing the new entry only"
-            );
-        }
+        self.clones.insert(e.id, c);
     }
 
     fn on_uevents(&mut self) -> Result<(), DaemonError> {
@@ -588,12 +597,7 @@ impl Daemon {
             let Some(mut c) = self.clones.remove(&id) else {
                 continue;
             };
-            if let Some(w) = &mut self.watch {
-                for v in &c.vifs {
-                    let path = paths::join(&v.backend, "hotplug-status");
-                    let _ = w.unwatch(&path, &vif_token(c.child(), v.devid));
-                }
-            }
+            unwatch_vifs(&mut self.watch, &c);
             for v in &c.vifs {
                 match v.state {
                     VifState::Connected => self.stats.vifs_connected += 1,
@@ -624,6 +628,17 @@ impl Daemon {
             tracing::warn!("cannot write stats file {}: {e}", p.display());
         }
         self.stats_dirty = false;
+    }
+}
+
+/// Removes the `hotplug-status` watches of clone `c`'s vifs.
+fn unwatch_vifs(watch: &mut Option<Client>, c: &Clone) {
+    let Some(w) = watch else { return };
+    for v in &c.vifs {
+        let path = paths::join(&v.backend, "hotplug-status");
+        if let Err(e) = w.unwatch(&path, &vif_token(c.child(), v.devid)) {
+            tracing::debug!(child = c.child(), "unwatch {path}: {e}");
+        }
     }
 }
 

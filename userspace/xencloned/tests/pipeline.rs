@@ -1080,3 +1080,69 @@ fn deep_copy_keeps_parent_trees_but_copies_changes_made_just_before_a_clone() {
         assert!(err.contains("br0 is a Linux bridge"), "{err}");
     }
 }
+
+/// `(path, token)` of every `WATCH` (`true`) and `UNWATCH` (`false`) request
+/// in xenstored's `-T` trace whose token is a vif's (`vif:<child>:<devid>`),
+/// in order.
+fn vif_watch_requests(h: &Harness) -> Vec<(bool, String)> {
+    let text = std::fs::read_to_string(h.xs.trace_file()).expect("xenstored trace");
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("IN ") else {
+            continue;
+        };
+        let mut it = rest.splitn(5, ' ');
+        let (_conn, _date, _time) = (it.next(), it.next(), it.next());
+        let (Some(op), Some(payload)) = (it.next(), it.next()) else {
+            continue;
+        };
+        let watch = match op {
+            "WATCH" => true,
+            "UNWATCH" => false,
+            _ => continue,
+        };
+        if payload.contains(" vif:") {
+            out.push((watch, payload.to_string()));
+        }
+    }
+    out
+}
+
+/// A second entry with an id still in flight replaces the first clone:
+/// the old clone's watch goes with it, and no watch of any clone is left
+/// once the new one completed.
+#[test]
+fn duplicate_id_drops_the_old_clone_with_its_watches() {
+    let mut o = opts(XsMode::DeepCopy);
+    o.vif_timeout = Duration::from_millis(400);
+    let Some(mut h) = harness(
+        "duplicate_id_drops_the_old_clone_with_its_watches",
+        "bond0",
+        Netback::Dead,
+        o,
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, 0);
+    // Clone 9 set up, waiting for its vif (netback is dead).
+    for _ in 0..3 {
+        h.daemon
+            .step(Some(Duration::from_millis(20)))
+            .expect("step");
+    }
+    assert_eq!(h.daemon.in_flight(), 1);
+    h.push(1, 10, 0);
+    h.run_until_completed(1);
+    assert_eq!(h.daemon.in_flight(), 0, "old clone dropped");
+    let reqs = vif_watch_requests(&h);
+    let watched: Vec<&String> = reqs.iter().filter(|(w, _)| *w).map(|(_, p)| p).collect();
+    assert_eq!(watched.len(), 2, "{reqs:?}");
+    for p in watched {
+        assert!(
+            reqs.iter().any(|(w, q)| !*w && q == p),
+            "watch {p} never removed: {reqs:?}"
+        );
+    }
+}
