@@ -43,7 +43,7 @@ pub(crate) struct Config {
 }
 
 struct State {
-    /// `None` until the hypervisor accepted the ring.
+    /// `None` until the hypervisor accepted the ring, and again after a failed enable.
     consumer: Option<Consumer>,
     tracker: Tracker,
     counters: XenCloneCounters,
@@ -65,6 +65,8 @@ struct State {
 ///
 /// - `state.consumer` is `Some` once the hypervisor accepted `ring` ([`Device::enable`]); its
 ///   `cons` equals `state.tracker.next()`: every consumed entry is tracked until completed.
+/// - Once the hypervisor accepted `ring`, it is freed only after a successful `CLONEOP_disable`;
+///   every path that cannot disable it leaks it ([`RingMem::leak`]).
 /// - Unless `state.stopped`, `state.module_ref` is `Some` exactly while the tracker is not idle,
 ///   so the module cannot be unloaded while a parent waits for a completion.
 /// - `readers` is notified whenever entries become deliverable.
@@ -81,8 +83,9 @@ pub(crate) struct Device {
 }
 
 impl Device {
-    /// A device for `ring` (not yet enabled); allocates all its bookkeeping up front, so that
-    /// nothing can fail for lack of memory once the hypervisor writes the ring.
+    /// A device for `ring` (not yet enabled); allocates all its bookkeeping up front (the
+    /// tracker at its full size), so that nothing can fail for lack of memory once the
+    /// hypervisor writes the ring.
     pub(crate) fn new(hv: Backend, ring: Arc<RingMem>, cfg: Config) -> Result<Arc<Self>> {
         // Twice the ring: entries consumed but not completed leave the ring.
         let tracker = Tracker::new(2 * crate::ring::entries_for_pages(cfg.ring_pages), 0)?;
@@ -124,10 +127,19 @@ impl Device {
 
     /// `CLONEOP_enable`, then checks `entries_num` and starts consuming at `cons_idx`.
     ///
-    /// On error the ring is not enabled, except for `EPROTO` (bad `entries_num`), after which
-    /// the caller must disable.
+    /// Nothing after a successful `CLONEOP_enable` allocates. On every error after it (`EPROTO`:
+    /// bad `entries_num`), the ring is disabled again before this returns, and its pages are
+    /// leaked (with a `dmesg` line) if that fails, so the caller may drop the device.
     pub(crate) fn enable(&self) -> Result<u64> {
         self.hv.enable(&self.ring, self.cfg.enable_flags)?;
+        // The hypervisor maps the pages now.
+        self.start_consuming().inspect_err(|_| {
+            self.disable_or_leak("after a failed enable");
+        })
+    }
+
+    /// Checks what `CLONEOP_enable` wrote and sets up the consumer; allocates nothing.
+    fn start_consuming(&self) -> Result<u64> {
         let n = self.ring.entries_num();
         check_entries_num(&self.ring, n)?;
         let cons = self.ring.cons();
@@ -135,9 +147,27 @@ impl Device {
         if g.tracker.capacity() < n {
             return Err(EPROTO);
         }
-        g.tracker = Tracker::new(g.tracker.capacity(), cons)?;
-        g.consumer = Some(Consumer::new(&self.ring, n, cons)?);
+        let consumer = Consumer::new(&self.ring, n, cons)?;
+        g.tracker.reset(cons);
+        g.consumer = Some(consumer);
         Ok(n)
+    }
+
+    /// `CLONEOP_disable`; if the hypervisor refuses, its ring pages must never be freed.
+    fn disable_or_leak(&self, when: &str) -> bool {
+        match self.hv.disable() {
+            Ok(()) => true,
+            Err(e) => {
+                self.ring.leak();
+                pr_err!(
+                    "CLONEOP_disable failed {} ({:?}); leaking the {} ring page(s), the hypervisor may still write them\n",
+                    when,
+                    e,
+                    self.ring.pages()
+                );
+                false
+            }
+        }
     }
 
     /// Drains the ring until it is empty (called on every VIRQ, after enable and on open).
@@ -536,16 +566,8 @@ impl Device {
         g.stopped = true;
         g.module_ref = None;
         drop(g);
-        match self.hv.disable() {
-            Ok(()) => pr_info!("clone ring disabled\n"),
-            Err(e) => {
-                self.ring.leak();
-                pr_err!(
-                    "CLONEOP_disable failed ({:?}); leaking the {} ring page(s), the hypervisor may still write them\n",
-                    e,
-                    self.ring.pages()
-                );
-            }
+        if self.disable_or_leak("at unload") {
+            pr_info!("clone ring disabled\n");
         }
     }
 }

@@ -363,6 +363,12 @@ impl RingMem {
         self.leaked.store(true, Relaxed);
     }
 
+    /// Whether [`RingMem::leak`] was called.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn is_leaked(&self) -> bool {
+        self.leaked.load(Relaxed)
+    }
+
     fn hdr(&self, off: usize) -> *mut u64 {
         // The header fields are 8-byte aligned in a page-aligned allocation; `off <= 16`.
         self.ptr.as_ptr().wrapping_add(off).cast::<u64>()

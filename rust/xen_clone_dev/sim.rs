@@ -13,6 +13,9 @@
 //!   Xen asserts on in debug builds (counted here as `double_completions`);
 //! - slots are freed over the contiguous completed prefix.
 //!
+//! Test-only fault knobs ([`SimFaults`]) make it misbehave like a hypervisor can: a bad
+//! `entries_num`, a failing `CLONEOP_disable`.
+//!
 //! Control from userspace goes through debugfs (see the module documentation).
 
 use crate::ffi::RingMem;
@@ -135,6 +138,15 @@ pub(crate) struct SimStats {
     pub(crate) double_completions: u64,
 }
 
+/// Test-only misbehaviour of the simulated hypervisor.
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct SimFaults {
+    /// `CLONEOP_enable` succeeds but writes this `entries_num`.
+    pub(crate) bad_entries_num: Option<u64>,
+    /// `CLONEOP_disable` fails with this error (and the ring stays enabled).
+    pub(crate) disable_error: Option<Error>,
+}
+
 /// The simulated hypervisor's view of an enabled ring.
 ///
 /// # Invariants
@@ -149,6 +161,7 @@ struct Enabled {
 
 struct SimState {
     enabled: Option<Enabled>,
+    faults: SimFaults,
     backlog: Backlog,
     stats: SimStats,
     log: [u32; COMPLETED_LOG],
@@ -176,6 +189,7 @@ impl SimHv {
                 start,
                 inner <- new_mutex!(SimState {
                     enabled: None,
+                    faults: SimFaults::default(),
                     backlog,
                     stats: SimStats::default(),
                     log: [0; COMPLETED_LOG],
@@ -256,6 +270,18 @@ impl SimHv {
         n
     }
 
+    /// Sets the test-only faults.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn set_faults(&self, faults: SimFaults) {
+        self.inner.lock().faults = faults;
+    }
+
+    /// Whether the ring is enabled (the hypervisor may write its pages).
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.inner.lock().enabled.is_some()
+    }
+
     /// Children waiting for ring space.
     pub(crate) fn backlog(&self) -> usize {
         self.inner.lock().backlog.len
@@ -322,6 +348,9 @@ impl Hypervisor for SimHv {
         let n = entries_for_pages(ring.pages());
         let completion = CompletionRing::new(n, self.start)?;
         let producer = Producer::enable(ring, n, self.start)?;
+        if let Some(bad) = g.faults.bad_entries_num {
+            ring.sim_init_header(bad, self.start);
+        }
         g.enabled = Some(Enabled {
             ring: ring.clone(),
             producer,
@@ -332,9 +361,13 @@ impl Hypervisor for SimHv {
 
     fn disable(&self) -> Result {
         let mut g = self.inner.lock();
-        if g.enabled.take().is_none() {
+        if g.enabled.is_none() {
             return Err(EINVAL);
         }
+        if let Some(e) = g.faults.disable_error {
+            return Err(e);
+        }
+        g.enabled = None;
         g.backlog.clear();
         g.blocked = false;
         Ok(())

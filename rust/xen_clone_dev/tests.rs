@@ -399,6 +399,25 @@ mod tracker_tests {
         Ok(())
     }
 
+    /// Restarting the window allocates nothing and forgets everything.
+    #[test]
+    fn reset_restarts_window() -> Result {
+        let mut t = Tracker::new(16, 0)?;
+        assert!(push_n(&mut t, 3, 0));
+        assert!(deliver_n(&mut t, 1));
+        t.reset(1000);
+        assert!(t.is_idle());
+        assert_eq!(
+            (t.base(), t.next(), t.queued(), t.outstanding()),
+            (1000, 1000, 0, 0)
+        );
+        assert!(t.peek().is_none());
+        assert!(!t.push(3, entry(3), 0));
+        assert!(push_n(&mut t, 1, 0));
+        assert_eq!(t.capacity(), 16);
+        Ok(())
+    }
+
     #[test]
     fn orphans_due_in_order() -> Result {
         let mut t = Tracker::new(16, 0)?;
@@ -496,23 +515,37 @@ mod device_tests {
     use crate::device::{Config, Device};
     use crate::ffi::RingMem;
     use crate::hv::Backend;
-    use crate::sim::SimHv;
+    use crate::sim::{SimFaults, SimHv};
     use kernel::{
         prelude::*,
         sync::Arc,
         time::{delay::fsleep, Delta},
     };
 
-    fn new_device(orphan_timeout_s: u32) -> Result<(Arc<SimHv>, Arc<Device>)> {
-        let sim = SimHv::new(0)?;
-        let ring = Arc::new(RingMem::alloc(1)?, GFP_KERNEL)?;
+    fn new_device_with(
+        sim: &Arc<SimHv>,
+        ring_pages: u32,
+        cfg_pages: u32,
+        enable_flags: u64,
+        orphan_timeout_s: u32,
+    ) -> Result<Arc<Device>> {
+        let ring = Arc::new(RingMem::alloc(ring_pages)?, GFP_KERNEL)?;
         let cfg = Config {
-            ring_pages: 1,
-            enable_flags: 0,
+            ring_pages: cfg_pages,
+            enable_flags,
             orphan_timeout_s,
         };
-        let dev = Device::new(Backend::Sim(sim.clone()), ring, cfg)?;
+        Device::new(Backend::Sim(sim.clone()), ring, cfg)
+    }
+
+    fn new_device(orphan_timeout_s: u32) -> Result<(Arc<SimHv>, Arc<Device>)> {
+        let sim = SimHv::new(0)?;
+        let dev = new_device_with(&sim, 1, 1, 0, orphan_timeout_s)?;
         Ok((sim, dev))
+    }
+
+    fn entries_num(dev: &Device) -> Result<u64> {
+        dev.enable()
     }
 
     /// Consumption into the tracker, id checks, and the unload path: pending entries are
@@ -520,7 +553,7 @@ mod device_tests {
     #[test]
     fn drain_complete_and_shutdown() -> Result {
         let (sim, dev) = new_device(0)?;
-        assert_eq!(dev.enable(), Ok(128));
+        assert_eq!(entries_num(&dev), Ok(128));
         assert_eq!(sim.inject(1, 10, 3), Ok(3));
         dev.drain();
         let i = dev.info();
@@ -541,6 +574,7 @@ mod device_tests {
         assert_eq!(dev.info().counters.auto_completions, 3);
         // Disabled: the simulated hypervisor refuses clones.
         assert_eq!(sim.inject(1, 20, 1), Err(EPERM));
+        assert!(!dev.ring().is_leaked());
         Ok(())
     }
 
@@ -549,7 +583,7 @@ mod device_tests {
     #[test]
     fn backpressure_through_device() -> Result {
         let (sim, dev) = new_device(0)?;
-        assert_eq!(dev.enable(), Ok(128));
+        assert_eq!(entries_num(&dev), Ok(128));
         assert_eq!(sim.inject(2, 0, 300), Ok(128));
         dev.drain();
         let i = dev.info();
@@ -567,7 +601,7 @@ mod device_tests {
     #[test]
     fn orphan_policy_completes() -> Result {
         let (sim, dev) = new_device(1)?;
-        assert_eq!(dev.enable(), Ok(128));
+        assert_eq!(entries_num(&dev), Ok(128));
         assert_eq!(sim.inject(3, 30, 2), Ok(2));
         dev.drain();
         dev.orphan_check();
@@ -579,6 +613,44 @@ mod device_tests {
         assert_eq!(i.queued, 0);
         assert_eq!(sim.waiting(), 0);
         dev.shutdown();
+        Ok(())
+    }
+
+    /// Issue 12 item 1: an enable that fails after `CLONEOP_enable` succeeded disables the ring
+    /// before returning (the caller then frees the pages).
+    #[test]
+    fn failed_enable_disables() -> Result {
+        let sim = SimHv::new(0)?;
+        sim.set_faults(SimFaults {
+            bad_entries_num: Some(100),
+            ..SimFaults::default()
+        });
+        let dev = new_device_with(&sim, 1, 1, 0, 0)?;
+        assert_eq!(dev.enable(), Err(EPROTO));
+        assert!(!sim.is_enabled());
+        assert!(!dev.ring().is_leaked());
+        // A ring larger than the tracker was sized for (4 pages = 512 entries, tracker for 1
+        // page = 256) is refused the same way, before anything is consumed.
+        let sim = SimHv::new(0)?;
+        let dev = new_device_with(&sim, 4, 1, 0, 0)?;
+        assert_eq!(dev.enable(), Err(EPROTO));
+        assert!(!sim.is_enabled());
+        assert_eq!(dev.info().entries_num, 0);
+        Ok(())
+    }
+
+    /// Issue 12 item 1: if that disable fails too, the pages are leaked, never freed.
+    #[test]
+    fn failed_enable_and_disable_leaks() -> Result {
+        let sim = SimHv::new(0)?;
+        sim.set_faults(SimFaults {
+            bad_entries_num: Some(3),
+            disable_error: Some(EIO),
+        });
+        let dev = new_device_with(&sim, 1, 1, 0, 0)?;
+        assert!(dev.enable().is_err());
+        assert!(sim.is_enabled());
+        assert!(dev.ring().is_leaked());
         Ok(())
     }
 }

@@ -119,6 +119,19 @@ impl Tracker {
         })
     }
 
+    /// Empties the window and restarts it at index `start`, without allocating.
+    pub(crate) fn reset(&mut self, start: u64) {
+        for s in self.slots.iter_mut() {
+            *s = FREE;
+        }
+        self.first = start;
+        self.base = start;
+        self.next = start;
+        self.deliver = start;
+        self.queued = 0;
+        self.outstanding = 0;
+    }
+
     fn slot(&self, idx: u64) -> &Slot {
         &self.slots[(idx & self.mask) as usize]
     }

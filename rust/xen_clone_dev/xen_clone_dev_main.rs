@@ -44,7 +44,7 @@ mod tracker;
 
 use device::{Config, Device};
 use ffi::{RingMem, VirqBinding, XenEnv};
-use hv::{Backend, Hypervisor, XenHv};
+use hv::{Backend, XenHv};
 use sim::SimHv;
 
 module! {
@@ -229,6 +229,7 @@ impl kernel::Module for XenCloneModule {
             }
         }
 
+        // Everything that allocates comes before CLONEOP_enable (Device::new sizes the tracker).
         let ring = Arc::new(RingMem::alloc(cfg.ring_pages)?, GFP_KERNEL)?;
         let backend = if simulate {
             Backend::Sim(SimHv::new(0)?)
@@ -246,17 +247,15 @@ impl kernel::Module for XenCloneModule {
             })?)
         };
 
+        // On error the ring is disabled again (or leaked), so dropping the device is safe.
         let entries_num = match device.enable() {
             Ok(n) => n,
             Err(e) if e == EPROTO => {
                 pr_err!(
-                    "hypervisor wrote an invalid entries_num {} for {} page(s)\n",
+                    "hypervisor wrote an invalid entries_num {} for {} page(s); the ring is disabled again\n",
                     device.ring().entries_num(),
                     cfg.ring_pages
                 );
-                if device.hv().disable().is_err() {
-                    device.ring().leak();
-                }
                 return Err(EPROTO);
             }
             Err(e) => {
