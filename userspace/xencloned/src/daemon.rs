@@ -439,7 +439,13 @@ impl Daemon {
     }
 
     fn on_uevents(&mut self) -> Result<(), DaemonError> {
-        let grams = match self.uevents.recv_all() {
+        let grams = self.uevents.recv_all();
+        let foreign = self.uevents.take_foreign_dropped();
+        if foreign > 0 {
+            self.stats.uevents_foreign_dropped += foreign;
+            self.stats_dirty = true;
+        }
+        let grams = match grams {
             Ok(g) => g,
             Err(e) => {
                 // Lost uevents are recovered by the vif timeouts.

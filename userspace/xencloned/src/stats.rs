@@ -33,6 +33,8 @@ pub struct Stats {
     pub uevent_timeouts: u64,
     pub uevents_recovered: u64,
     pub orphan_vifs_adopted: u64,
+    /// Uevent datagrams dropped because the kernel did not send them.
+    pub uevents_foreign_dropped: u64,
     pub completion_errors: u64,
     pub unpause_errors: u64,
     pub cache_hits: u64,
@@ -102,7 +104,7 @@ impl Stats {
 
     pub fn to_json(&self) -> String {
         let mut o = String::from("{\n");
-        let counters: [(&str, u64); 21] = [
+        let counters: [(&str, u64); 22] = [
             ("started_unix", self.started_unix),
             ("clones_started", self.clones_started),
             ("clones_completed", self.clones_completed),
@@ -114,6 +116,7 @@ impl Stats {
             ("uevent_timeouts", self.uevent_timeouts),
             ("uevents_recovered", self.uevents_recovered),
             ("orphan_vifs_adopted", self.orphan_vifs_adopted),
+            ("uevents_foreign_dropped", self.uevents_foreign_dropped),
             ("completion_errors", self.completion_errors),
             ("unpause_errors", self.unpause_errors),
             ("cache_hits", self.cache_hits),

@@ -140,11 +140,20 @@ pub trait UeventSource {
     fn fd(&self) -> BorrowedFd<'_>;
     /// Drains every pending datagram (non-blocking).
     fn recv_all(&mut self) -> io::Result<Vec<Vec<u8>>>;
+    /// Datagrams dropped since the last call because they did not come
+    /// from the kernel.
+    fn take_foreign_dropped(&mut self) -> u64 {
+        0
+    }
 }
 
-/// Kernel uevent netlink socket, group 1 ("kernel"), non-blocking.
+/// Kernel uevent netlink socket, group 1 ("kernel"), non-blocking. Only
+/// datagrams the kernel sent (sender port id 0) are handed out: any
+/// process with `CAP_NET_ADMIN` can send to this group or to the socket's
+/// own port id, and such a datagram must not enslave a vif.
 pub struct KernelUevents {
     fd: OwnedFd,
+    foreign_dropped: u64,
 }
 
 impl KernelUevents {
@@ -195,27 +204,73 @@ impl KernelUevents {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(KernelUevents { fd })
+        Ok(KernelUevents {
+            fd,
+            foreign_dropped: 0,
+        })
+    }
+
+    /// The socket's netlink port id (the kernel assigns it at bind).
+    pub fn port_id(&self) -> io::Result<u32> {
+        // SAFETY: zeroed sockaddr_nl is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        // SAFETY: valid fd, address buffer and its length.
+        let r = unsafe {
+            libc::getsockname(
+                self.fd.as_raw_fd(),
+                (&mut addr as *mut libc::sockaddr_nl).cast(),
+                &mut len,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(addr.nl_pid)
     }
 }
 
-pub(crate) fn recv_datagrams(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 16384];
+/// Who sent a datagram: a netlink port id, or nothing to check.
+enum Sender {
+    /// Netlink: `recvfrom`'s `nl_pid` (0 = the kernel).
+    Netlink(u32),
+    Unchecked,
+}
+
+/// One non-blocking receive into `buf`: `Ok(None)` when nothing is left.
+fn recv_one(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    netlink: bool,
+) -> io::Result<Option<(usize, Sender)>> {
     loop {
-        // SAFETY: valid fd, buffer pointer/length from a live Vec.
+        // SAFETY: zeroed sockaddr_nl is a valid value.
+        let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+        let (ap, lp) = if netlink {
+            (
+                (&mut addr as *mut libc::sockaddr_nl).cast::<libc::sockaddr>(),
+                &mut len as *mut libc::socklen_t,
+            )
+        } else {
+            (std::ptr::null_mut(), std::ptr::null_mut())
+        };
+        // SAFETY: valid fd; buffer pointer/length from a live slice; the
+        // address buffer (or null) with its length.
         let n = unsafe {
-            libc::recv(
+            libc::recvfrom(
                 fd.as_raw_fd(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
                 libc::MSG_DONTWAIT,
+                ap,
+                lp,
             )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::WouldBlock => return Ok(out),
+                io::ErrorKind::WouldBlock => return Ok(None),
                 io::ErrorKind::Interrupted => continue,
                 _ if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     // Overflow: events were lost; timeouts recover them.
@@ -227,8 +282,35 @@ pub(crate) fn recv_datagrams(fd: BorrowedFd<'_>) -> io::Result<Vec<Vec<u8>>> {
                 _ => return Err(e),
             }
         }
-        out.push(buf[..n as usize].to_vec());
+        let sender = if netlink {
+            Sender::Netlink(addr.nl_pid)
+        } else {
+            Sender::Unchecked
+        };
+        return Ok(Some((n as usize, sender)));
     }
+}
+
+/// Drains `fd`. With `netlink`, datagrams whose sender is not the kernel
+/// are dropped (logged, and counted in the returned number).
+pub(crate) fn recv_datagrams(fd: BorrowedFd<'_>, netlink: bool) -> io::Result<(Vec<Vec<u8>>, u64)> {
+    let mut out = Vec::new();
+    let mut dropped = 0;
+    let mut buf = vec![0u8; 16384];
+    while let Some((n, sender)) = recv_one(fd, &mut buf, netlink)? {
+        match sender {
+            Sender::Netlink(0) | Sender::Unchecked => out.push(buf[..n].to_vec()),
+            Sender::Netlink(pid) => {
+                dropped += 1;
+                tracing::warn!(
+                    sender_port = pid,
+                    bytes = n,
+                    "dropping a uevent not sent by the kernel (netlink port {pid})"
+                );
+            }
+        }
+    }
+    Ok((out, dropped))
 }
 
 impl UeventSource for KernelUevents {
@@ -236,7 +318,12 @@ impl UeventSource for KernelUevents {
         self.fd.as_fd()
     }
     fn recv_all(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        recv_datagrams(self.fd.as_fd())
+        let (out, dropped) = recv_datagrams(self.fd.as_fd(), true)?;
+        self.foreign_dropped += dropped;
+        Ok(out)
+    }
+    fn take_foreign_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.foreign_dropped)
     }
 }
 
@@ -259,7 +346,7 @@ impl UeventSource for SimUevents {
         self.rx.as_fd()
     }
     fn recv_all(&mut self) -> io::Result<Vec<Vec<u8>>> {
-        recv_datagrams(self.rx.as_fd())
+        Ok(recv_datagrams(self.rx.as_fd(), false)?.0)
     }
 }
 
@@ -373,5 +460,60 @@ mod tests {
         let got = src.recv_all().expect("recv");
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], online());
+    }
+
+    /// A datagram another process sends to the uevent socket (here to its
+    /// port id; root may also send to the kernel group) is dropped and
+    /// counted, never handed out as a uevent.
+    #[test]
+    fn datagram_not_from_the_kernel_is_dropped() {
+        let mut k = KernelUevents::open().expect("uevent socket");
+        let port = k.port_id().expect("port id");
+        assert_ne!(port, 0);
+        // SAFETY: plain socket(2); the result is checked and owned below.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                libc::NETLINK_KOBJECT_UEVENT,
+            )
+        };
+        assert!(raw >= 0, "socket: {}", io::Error::last_os_error());
+        // SAFETY: `raw` is a fresh fd we own.
+        let spoofer = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fake = encode(
+            "online",
+            "/devices/vif-77-0",
+            &[
+                ("SUBSYSTEM", "xen-backend"),
+                ("vif", "vif77.0"),
+                ("cloned", "1"),
+            ],
+        );
+        // SAFETY: zeroed sockaddr_nl is valid; fields set below.
+        let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        to.nl_pid = port;
+        // SAFETY: valid fd, live buffer, properly sized address.
+        let r = unsafe {
+            libc::sendto(
+                spoofer.as_raw_fd(),
+                fake.as_ptr().cast(),
+                fake.len(),
+                0,
+                (&to as *const libc::sockaddr_nl).cast(),
+                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            r,
+            fake.len() as isize,
+            "sendto uevent port {port} (needs root): {}",
+            io::Error::last_os_error()
+        );
+        let got = k.recv_all().expect("recv");
+        assert!(!got.contains(&fake), "spoofed uevent handed out");
+        assert_eq!(k.take_foreign_dropped(), 1);
+        assert_eq!(k.take_foreign_dropped(), 0, "taken");
     }
 }
