@@ -314,6 +314,27 @@ impl Harness {
         }
     }
 
+    /// Steps the daemon until the stats file contains `needle`, which
+    /// must happen within 250 ms (the timer's promise) plus scheduling
+    /// slack; returns the file.
+    fn wait_stats(&mut self, needle: &str) -> String {
+        let t0 = Instant::now();
+        loop {
+            let json = std::fs::read_to_string(&self.stats_file).unwrap_or_default();
+            if json.contains(needle) {
+                return json;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_millis(400),
+                "stats file without {needle} after {:?}: {json}",
+                t0.elapsed()
+            );
+            self.daemon
+                .step(Some(Duration::from_millis(10)))
+                .expect("step");
+        }
+    }
+
     fn client(&self) -> Client {
         self.xs.connect()
     }
@@ -443,8 +464,7 @@ fn full_pipeline_deep_copy_with_cache() {
     assert_eq!(h.daemon.stats.clones_completed, 1);
     assert_eq!(h.daemon.stats.vifs_connected, 1);
     assert_eq!(h.daemon.stats.cache_misses, 1);
-    let json = std::fs::read_to_string(&h.stats_file).expect("stats file");
-    assert!(json.contains("\"clones_completed\": 1,"), "{json}");
+    let json = h.wait_stats("\"clones_completed\": 1,");
     for stage in [
         "parent",
         "child_start_info",
@@ -1145,4 +1165,105 @@ fn duplicate_id_drops_the_old_clone_with_its_watches() {
             "watch {p} never removed: {reqs:?}"
         );
     }
+}
+
+/// Inotify events `IN_MOVED_TO` for `name` in `fd` (non-blocking drain).
+fn renames_to(fd: &std::os::fd::OwnedFd, name: &str) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: valid fd and a live buffer.
+        let got = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got <= 0 {
+            return n;
+        }
+        let got = got as usize;
+        let mut off = 0;
+        let head = std::mem::size_of::<libc::inotify_event>();
+        while off + head <= got {
+            // SAFETY: the kernel wrote a whole inotify_event header at off.
+            let ev: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buf[off..].as_ptr().cast()) };
+            let len = ev.len as usize;
+            let raw = &buf[off + head..(off + head + len).min(got)];
+            let ev_name = raw.split(|b| *b == 0).next().unwrap_or(&[]);
+            if ev.mask & libc::IN_MOVED_TO != 0 && ev_name == name.as_bytes() {
+                n += 1;
+            }
+            off += head + len;
+        }
+    }
+}
+
+/// A burst of clones does not rewrite the stats file once per clone: it
+/// is written on the event loop's timer, at most every 200 ms while it
+/// changes, and is current within 250 ms of the last change.
+#[test]
+fn stats_file_is_written_on_a_timer_not_per_clone() {
+    use std::os::fd::FromRawFd;
+    let mut o = opts(XsMode::DeepCopy);
+    o.skip_io = true;
+    let Some(mut h) = harness(
+        "stats_file_is_written_on_a_timer_not_per_clone",
+        "bond0",
+        Netback::Dead,
+        o,
+        true,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    let dir =
+        std::ffi::CString::new(h.xs.run_dir().as_os_str().as_encoded_bytes()).expect("run dir");
+    // SAFETY: plain inotify_init1; the result is checked and owned.
+    let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(
+        raw >= 0,
+        "inotify_init1: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `raw` is a fresh fd we own.
+    let ino = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+    // SAFETY: valid inotify fd and C string.
+    // IN_CLOSE_WRITE of the temporary file between two renames keeps the
+    // kernel from merging identical consecutive IN_MOVED_TO events.
+    let wd = unsafe {
+        libc::inotify_add_watch(raw, dir.as_ptr(), libc::IN_MOVED_TO | libc::IN_CLOSE_WRITE)
+    };
+    assert!(
+        wd >= 0,
+        "inotify_add_watch: {}",
+        std::io::Error::last_os_error()
+    );
+    let n = 40u32;
+    let t0 = Instant::now();
+    for i in 0..n {
+        h.push(100 + i, 30 + i as u16, 0);
+    }
+    h.run_until_completed(100 + n - 1);
+    while h.sim.completed().len() < n as usize {
+        h.daemon
+            .step(Some(Duration::from_millis(10)))
+            .expect("step");
+    }
+    h.wait_stats(&format!("\"clones_completed\": {n},"));
+    let elapsed = t0.elapsed();
+    let writes = renames_to(&ino, "stats.json");
+    // One write per STATS_MIN_INTERVAL at most, plus the first.
+    let bound = (elapsed.as_millis() / 200) as usize + 2;
+    assert!(
+        writes <= bound,
+        "{writes} stats file writes for {n} clones in {elapsed:?} (at most {bound})"
+    );
+    assert!(writes >= 1, "stats file never written");
+    // On demand (and at shutdown: Daemon::run) it is written at once.
+    h.push(200, 90, 0);
+    h.run_until_completed(200);
+    h.daemon.flush_stats();
+    let json = std::fs::read_to_string(&h.stats_file).expect("stats file");
+    assert!(
+        json.contains(&format!("\"clones_completed\": {},", n + 1)),
+        "{json}"
+    );
 }
