@@ -557,7 +557,7 @@ fn xs_clone_mode_falls_back_to_deep_copy_on_upstream_xenstored() {
 }
 
 #[test]
-fn linux_bridge_is_refused_but_clone_completes() {
+fn linux_bridge_is_refused_before_anything_is_written() {
     let Some(mut h) = harness(
         "linux_bridge_is_refused",
         "br0",
@@ -572,10 +572,35 @@ fn linux_bridge_is_refused_but_clone_completes() {
     h.run_until_completed(1);
     assert!(h.hv.unpaused().is_empty(), "failed child stays paused");
     let mut c = h.client();
-    let be = "/local/domain/0/backend/vif/9/0";
-    assert_eq!(r(&mut c, &format!("{be}/hotplug-status")), "error");
-    let err = r(&mut c, &format!("{be}/hotplug-error"));
-    assert!(err.contains("Linux bridge") && err.contains("br0"), "{err}");
+    // Refused before anything was written: no backend with cloned=true for
+    // netback to attach, no trees, no page copied for a child that will
+    // never run.
+    for path in [
+        "/local/domain/0/backend/vif/9",
+        "/local/domain/9",
+        "/libxl/9",
+        "/local/domain/0/backend/console/9",
+    ] {
+        assert!(
+            !c.exists(TxId::NONE, path).expect("exists"),
+            "{path} written"
+        );
+    }
+    assert!(h.hv.copies().is_empty(), "{:x?}", h.hv.copies());
+    let err = h
+        .daemon
+        .stats
+        .recent
+        .back()
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(
+        err.contains("Linux bridge")
+            && err.contains("br0")
+            && err.contains("3->9")
+            && err.contains("/local/domain/0/backend/vif/9/0"),
+        "{err}"
+    );
     assert_eq!(h.daemon.stats.clones_failed, 1);
     assert_eq!(h.daemon.stats.vifs_failed, 1);
     assert!(
@@ -1096,8 +1121,18 @@ fn deep_copy_keeps_parent_trees_but_copies_changes_made_just_before_a_clone() {
         h.push(6, 14, 0);
         h.run_until_completed(6);
         assert_eq!(h.daemon.stats.clones_failed, 1, "stale description used");
-        let err = r(&mut c, "/local/domain/0/backend/vif/14/0/hotplug-error");
+        let err = h
+            .daemon
+            .stats
+            .recent
+            .back()
+            .and_then(|r| r.error.clone())
+            .unwrap_or_default();
         assert!(err.contains("br0 is a Linux bridge"), "{err}");
+        assert!(
+            !c.exists(TxId::NONE, "/local/domain/0/backend/vif/14")
+                .expect("exists")
+        );
     }
 }
 

@@ -251,13 +251,19 @@ fn run_stages(
     parent: Result<ParentInfo, ParentError>,
 ) -> Result<(), CloneError> {
     let parent = parent.map_err(|e| c.err("parent", e))?;
+    let io = !(env.opts.skip_io || parent.skip_network);
+    // Before anything is written: a vif whose master cannot take clones
+    // fails the clone here, so no backend with `cloned=true` makes
+    // netback map the rings of a child that will never run.
+    if io {
+        vif::check_masters(env, c, &parent)?;
+    }
     let child_si = env
         .hv
         .start_info(c.child(), c.entry.child_start_info_mfn)
         .map_err(|e| c.err("child start_info", e))?;
     c.stage_done("child_start_info");
     xenstore::copy_store_page(env, c, &parent, &child_si)?;
-    let io = !(env.opts.skip_io || parent.skip_network);
     if !io {
         tracing::debug!(child = c.child(), "I/O cloning skipped");
     }

@@ -52,6 +52,46 @@ pub fn refuse_master(bridge: Option<&str>, kind: MasterKind) -> Option<String> {
     }
 }
 
+/// Refuses the clone before anything is written for it if a parent vif's
+/// master cannot take clones (a Linux bridge, no `bridge`, a missing
+/// device): each such vif gets a failed slot (counted, named in the
+/// error), nothing is written to Xenstore (no backend, so netback maps
+/// nothing for a child that will never run), and the error names the
+/// child, the backend and the reason.
+pub fn check_masters(
+    env: &mut Env<'_>,
+    c: &mut Clone,
+    parent: &ParentInfo,
+) -> Result<(), CloneError> {
+    let mut first: Option<String> = None;
+    for v in &parent.vifs {
+        let bond = v.bridge.clone().unwrap_or_default();
+        let Some(why) = refuse_master(v.bridge.as_deref(), env.net.master_kind(&bond)) else {
+            continue;
+        };
+        let backend = paths::backend_dir(v.backend_id, "vif", c.child(), v.devid);
+        let why = format!(
+            "vif {} ({backend}): {why}; nothing written for the clone",
+            v.devid
+        );
+        tracing::error!("{}", c.err("vif", StageError::Refused(why.clone())));
+        c.vifs.push(VifSlot {
+            devid: v.devid,
+            ifname: paths::vif_ifname(c.child(), v.handle),
+            backend,
+            bond,
+            state: VifState::Failed(why.clone()),
+            deadline: Instant::now(),
+            arp: None,
+        });
+        first.get_or_insert(why);
+    }
+    match first {
+        Some(why) => Err(c.err("vif", StageError::Refused(why))),
+        None => Ok(()),
+    }
+}
+
 /// Each vif's dirs (`XS_CLONE` mode), then its slot.
 pub fn clone_vifs(env: &mut Env<'_>, c: &mut Clone, parent: &ParentInfo) -> Result<(), CloneError> {
     for v in &parent.vifs {
