@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install (idempotently) and check everything xen-clone needs on Debian 12:
 # apt packages, rustup rust-src, bindgen-cli. Prints exactly what is missing.
+# shellcheck source=scripts/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 APT_PKGS=(
@@ -8,6 +9,10 @@ APT_PKGS=(
 	flex bison libelf-dev libssl-dev bc cpio dwarves kmod zstd xz-utils rsync
 	qemu-system-x86 busybox-static iproute2 bash util-linux
 	git make gcc libc6-dev python3 python3-ply python3-git ca-certificates debian-archive-keyring
+	# Nephele's Xen 4.16 hypervisor + tools (oxenstored: OCaml) and Mini-OS guests
+	# (scripts/build-nephele.sh)
+	ocaml-nox ocaml-findlib libyajl-dev acpica-tools libzstd-dev libudev-dev uuid-dev
+	libncurses-dev zlib1g-dev liblzma-dev libbz2-dev python3-dev pkg-config
 )
 
 missing=()
