@@ -5,12 +5,12 @@
 use crate::abi::XenCloneEntry;
 use crate::abi::{
     XenCloneComplete, XenCloneCounters, XenCloneInfo, XEN_CLONE_ABI_VERSION,
-    XEN_CLONE_ENTRY_REDELIVERED, XEN_CLONE_INFO_SIMULATED, XEN_CLONE_IOC_COMPLETE,
-    XEN_CLONE_IOC_INFO,
+    XEN_CLONE_ENABLE_PAGE_SHARING_POOL, XEN_CLONE_ENTRY_REDELIVERED, XEN_CLONE_INFO_SIMULATED,
+    XEN_CLONE_IOC_COMPLETE, XEN_CLONE_IOC_INFO,
 };
 use crate::ffi::{self, ModuleRef, RingMem, POLL_READABLE};
 use crate::hv::{Backend, Hypervisor};
-use crate::ring::{check_entries_num, Consumer};
+use crate::ring::{check_entries_num, entries_for_pages, Consumer};
 use crate::tracker::Tracker;
 use core::mem::size_of;
 use kernel::{
@@ -30,6 +30,112 @@ use kernel::{
 
 /// Passes of a drain before yielding (each pass re-reads `prod_idx`).
 const DRAIN_PASSES: u32 = 64;
+
+/// Why `CLONEOP_enable` did not give the device a ring. Its `Display` is the `dmesg` line that
+/// says what is wrong and what to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EnableError {
+    /// `ENOSYS`: not Nephele's Xen.
+    NoCloneSupport,
+    /// `EBUSY` with no page-sharing pool flag (or again without it): `cloning_enabled` is set,
+    /// another owner enabled the ring and never disabled it.
+    RingBusy,
+    /// `ENOMEM`; `pool`: the page-sharing pool (60% of Xen's free heap) was requested.
+    NoMemory {
+        /// `page_sharing_pool=1`.
+        pool: bool,
+    },
+    /// `EINVAL`: Xen could not map the ring pages.
+    RingRejected,
+    /// Enabled, but with an `entries_num` that does not fit the pages (the ring was disabled
+    /// again, or its pages leaked if that failed).
+    BadEntriesNum {
+        /// What the hypervisor wrote.
+        written: u64,
+        /// Ring size in pages.
+        pages: u32,
+    },
+    /// Any other answer of the hypervisor.
+    Hypervisor(Error),
+}
+
+impl EnableError {
+    fn from_hypervisor(e: Error, flags: u64) -> Self {
+        if e == ENOSYS {
+            Self::NoCloneSupport
+        } else if e == EBUSY {
+            Self::RingBusy
+        } else if e == ENOMEM {
+            Self::NoMemory {
+                pool: flags & XEN_CLONE_ENABLE_PAGE_SHARING_POOL != 0,
+            }
+        } else if e == EINVAL {
+            Self::RingRejected
+        } else {
+            Self::Hypervisor(e)
+        }
+    }
+
+    /// The error `insmod` gets.
+    pub(crate) fn to_error(self) -> Error {
+        match self {
+            // Stock Xen: "no such device" rather than ENOSYS from insmod.
+            Self::NoCloneSupport => ENODEV,
+            Self::RingBusy => EBUSY,
+            Self::NoMemory { .. } => ENOMEM,
+            Self::RingRejected => EINVAL,
+            Self::BadEntriesNum { .. } => EPROTO,
+            Self::Hypervisor(e) => e,
+        }
+    }
+}
+
+impl fmt::Display for EnableError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoCloneSupport => f.write_str(
+                "hypervisor has no clone support (CLONEOP_enable: -ENOSYS); is this Nephele's Xen?",
+            ),
+            Self::RingBusy => f.write_str(
+                "clone ring already enabled by another owner (CLONEOP_enable: -EBUSY): a xencloned \
+                 killed without disabling it, or an earlier xen_clone_dev whose CLONEOP_disable \
+                 failed; run 'xencloned -R' to disable it, then load xen_clone_dev again",
+            ),
+            Self::NoMemory { pool: true } => f.write_str(
+                "Xen is out of memory (CLONEOP_enable: -ENOMEM): page_sharing_pool=1 reserves 60% \
+                 of its free heap; load with page_sharing_pool=0, or free hypervisor memory",
+            ),
+            Self::NoMemory { pool: false } => f.write_str(
+                "Xen is out of memory for the ring mapping or its completion ring \
+                 (CLONEOP_enable: -ENOMEM); load with fewer ring_pages, or free hypervisor memory",
+            ),
+            Self::RingRejected => f.write_str(
+                "Xen could not map the ring pages (CLONEOP_enable: -EINVAL); /dev/xen/clone needs \
+                 a PV Dom0 whose kernel memory Xen can walk",
+            ),
+            Self::BadEntriesNum { written, pages } => write!(
+                f,
+                "hypervisor wrote an invalid entries_num {} for {} page(s) (expected a power of \
+                 two up to {}); the ring is disabled again",
+                written,
+                pages,
+                entries_for_pages(*pages)
+            ),
+            Self::Hypervisor(e) => write!(f, "CLONEOP_enable failed: {:?}", e),
+        }
+    }
+}
+
+/// What [`Device::enable`] got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Enabled {
+    /// Entries in the ring.
+    pub(crate) entries_num: u64,
+    /// `page_sharing_pool=1`, but Xen still had the pool of an earlier enable (it never frees
+    /// it) and refused to create another with `EBUSY`: the ring was enabled without the flag,
+    /// clones keep using that pool.
+    pub(crate) pool_reused: bool,
+}
 
 /// Static configuration (module parameters).
 #[derive(Clone, Copy, Debug)]
@@ -127,27 +233,56 @@ impl Device {
 
     /// `CLONEOP_enable`, then checks `entries_num` and starts consuming at `cons_idx`.
     ///
-    /// Nothing after a successful `CLONEOP_enable` allocates. On every error after it (`EPROTO`:
-    /// bad `entries_num`), the ring is disabled again before this returns, and its pages are
-    /// leaked (with a `dmesg` line) if that fails, so the caller may drop the device.
-    pub(crate) fn enable(&self) -> Result<u64> {
-        self.hv.enable(&self.ring, self.cfg.enable_flags)?;
+    /// `EBUSY` has two causes in Xen (`do_clone_op`, `CLONEOP_enable`): the ring is enabled
+    /// already (checked first), or, with the page-sharing pool flag, the pool exists (Xen never
+    /// frees it, not even at `CLONEOP_disable`, so every enable with the flag after the first
+    /// one gets `EBUSY`). With the flag, an `EBUSY` is retried without it: `EBUSY` again means
+    /// the ring is taken; success means the pool was there already, and clones keep using it.
+    ///
+    /// Nothing after a successful `CLONEOP_enable` allocates. On every error after it, the ring
+    /// is disabled again before this returns, and its pages are leaked (with a `dmesg` line) if
+    /// that fails, so the caller may drop the device.
+    pub(crate) fn enable(&self) -> Result<Enabled, EnableError> {
+        let flags = self.cfg.enable_flags;
+        let pool = XEN_CLONE_ENABLE_PAGE_SHARING_POOL;
+        let mut pool_reused = false;
+        match self.hv.enable(&self.ring, flags) {
+            Ok(()) => {}
+            Err(e) if e == EBUSY && flags & pool != 0 => {
+                match self.hv.enable(&self.ring, flags & !pool) {
+                    Ok(()) => pool_reused = true,
+                    Err(e) => return Err(EnableError::from_hypervisor(e, flags & !pool)),
+                }
+            }
+            Err(e) => return Err(EnableError::from_hypervisor(e, flags)),
+        }
         // The hypervisor maps the pages now.
-        self.start_consuming().inspect_err(|_| {
-            self.disable_or_leak("after a failed enable");
-        })
+        match self.start_consuming() {
+            Ok(entries_num) => Ok(Enabled {
+                entries_num,
+                pool_reused,
+            }),
+            Err(e) => {
+                self.disable_or_leak("after a failed enable");
+                Err(e)
+            }
+        }
     }
 
     /// Checks what `CLONEOP_enable` wrote and sets up the consumer; allocates nothing.
-    fn start_consuming(&self) -> Result<u64> {
+    fn start_consuming(&self) -> Result<u64, EnableError> {
         let n = self.ring.entries_num();
-        check_entries_num(&self.ring, n)?;
+        let bad = EnableError::BadEntriesNum {
+            written: n,
+            pages: self.ring.pages(),
+        };
+        check_entries_num(&self.ring, n).map_err(|_| bad)?;
         let cons = self.ring.cons();
         let mut g = self.state.lock();
         if g.tracker.capacity() < n {
-            return Err(EPROTO);
+            return Err(bad);
         }
-        let consumer = Consumer::new(&self.ring, n, cons)?;
+        let consumer = Consumer::new(&self.ring, n, cons).map_err(|_| bad)?;
         g.tracker.reset(cons);
         g.consumer = Some(consumer);
         Ok(n)

@@ -176,6 +176,9 @@ pub(crate) struct VirqBinding {
 
 impl VirqBinding {
     /// Binds `VIRQ_CLONED`; events schedule [`Device`] drains via the work item of the shim.
+    ///
+    /// `EEXIST` if it is bound already in this domain (by another process through
+    /// `/dev/xen/evtchn`, e.g. Nephele's `xencloned`): that binding is left alone.
     pub(crate) fn bind() -> Result<Self> {
         // SAFETY: FFI call without preconditions; process context.
         let irq = unsafe { xcd_virq_bind() };

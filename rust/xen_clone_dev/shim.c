@@ -28,6 +28,8 @@
 #include <xen/xen.h>
 #ifdef CONFIG_XEN
 #include <xen/events.h>
+#include <xen/interface/event_channel.h>
+#include <xen/xen-ops.h>
 #include <asm/xen/hypercall.h>
 #endif
 
@@ -111,10 +113,48 @@ static irqreturn_t xcd_virq_handler(int irq, void *dev_id)
 }
 #endif
 
-/* Binds VIRQ_CLONED as a global VIRQ on CPU 0; returns the IRQ or -errno. */
+#ifdef CONFIG_XEN
+/*
+ * Whether VIRQ_CLONED is free in this domain: -EEXIST if anyone (e.g. a
+ * process through /dev/xen/evtchn, like Nephele's xencloned) has bound it.
+ * bind_virq_to_irq() alone cannot tell: on -EEXIST it looks for the bound
+ * port, and if that is on vCPU 0 it silently takes over the other process's
+ * event channel (and closes it at unbind); otherwise it fails with -EEXIST.
+ * So bind it in Xen first, directly, and close that port again.
+ */
+static int xcd_virq_probe(void)
+{
+	struct evtchn_bind_virq bind = {
+		.virq = XCD_VIRQ_CLONED,
+		.vcpu = xen_vcpu_nr(0),
+	};
+	struct evtchn_close close;
+	int ret;
+
+	ret = HYPERVISOR_event_channel_op(EVTCHNOP_bind_virq, &bind);
+	if (ret)
+		return ret;
+	close.port = bind.port;
+	/*
+	 * If this fails the port stays bound on vCPU 0, and
+	 * bind_virq_to_irq() adopts it: nobody else owns it.
+	 */
+	HYPERVISOR_event_channel_op(EVTCHNOP_close, &close);
+	return 0;
+}
+#endif
+
+/*
+ * Binds VIRQ_CLONED as a global VIRQ on CPU 0; returns the IRQ or -errno,
+ * -EEXIST if another process holds it.
+ */
 int xcd_virq_bind(void)
 {
 #ifdef CONFIG_XEN
+	int ret = xcd_virq_probe();
+
+	if (ret)
+		return ret;
 	return bind_virq_to_irqhandler(XCD_VIRQ_CLONED, 0, xcd_virq_handler,
 				       0, "xen-clone", &xcd_drain_work);
 #else

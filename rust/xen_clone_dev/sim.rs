@@ -11,13 +11,17 @@
 //! - a completion is accepted for an id in the completion window `[cons, prod)` that is
 //!   `CREATED`; any other id gets `EINVAL`; completing a `COMPLETED` id again is a no-op that
 //!   Xen asserts on in debug builds (counted here as `double_completions`);
-//! - slots are freed over the contiguous completed prefix.
+//! - slots are freed over the contiguous completed prefix;
+//! - `CLONEOP_enable` answers `EBUSY` while the ring is enabled, and, with
+//!   `CLONEOP_FLAG_USE_PAGE_SHARING_INFO_POOL`, also when the page-sharing pool exists: it is
+//!   created by the first enable with the flag and never freed, not even by `CLONEOP_disable`.
 //!
 //! Test-only fault knobs ([`SimFaults`]) make it misbehave like a hypervisor can: a bad
 //! `entries_num`, a failing `CLONEOP_disable`.
 //!
 //! Control from userspace goes through debugfs (see the module documentation).
 
+use crate::abi::XEN_CLONE_ENABLE_PAGE_SHARING_POOL;
 use crate::ffi::RingMem;
 use crate::hv::Hypervisor;
 use crate::ring::{entries_for_pages, ProduceError, Producer};
@@ -161,6 +165,8 @@ struct Enabled {
 
 struct SimState {
     enabled: Option<Enabled>,
+    /// The page-sharing pool exists (never freed once created, like Xen's).
+    pool: bool,
     faults: SimFaults,
     backlog: Backlog,
     stats: SimStats,
@@ -189,6 +195,7 @@ impl SimHv {
                 start,
                 inner <- new_mutex!(SimState {
                     enabled: None,
+                    pool: false,
                     faults: SimFaults::default(),
                     backlog,
                     stats: SimStats::default(),
@@ -282,6 +289,12 @@ impl SimHv {
         self.inner.lock().enabled.is_some()
     }
 
+    /// Whether the page-sharing pool exists.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn has_pool(&self) -> bool {
+        self.inner.lock().pool
+    }
+
     /// Children waiting for ring space.
     pub(crate) fn backlog(&self) -> usize {
         self.inner.lock().backlog.len
@@ -329,6 +342,7 @@ impl SimHv {
         writeln!(f, "backpressure: {}", s.backpressure)?;
         writeln!(f, "invalid_completions: {}", s.invalid_completions)?;
         writeln!(f, "double_completions: {}", s.double_completions)?;
+        writeln!(f, "page_sharing_pool: {}", u8::from(g.pool))?;
         write!(f, "completed_ids:")?;
         // Oldest first.
         let start = (g.log_pos + COMPLETED_LOG - g.log_len) % COMPLETED_LOG;
@@ -340,10 +354,17 @@ impl SimHv {
 }
 
 impl Hypervisor for SimHv {
-    fn enable(&self, ring: &Arc<RingMem>, _flags: u64) -> Result {
+    fn enable(&self, ring: &Arc<RingMem>, flags: u64) -> Result {
         let mut g = self.inner.lock();
+        // The order of Xen's checks (clone.c, do_clone_op): ring first, then the pool.
         if g.enabled.is_some() {
             return Err(EBUSY);
+        }
+        if flags & XEN_CLONE_ENABLE_PAGE_SHARING_POOL != 0 {
+            if g.pool {
+                return Err(EBUSY);
+            }
+            g.pool = true;
         }
         let n = entries_for_pages(ring.pages());
         let completion = CompletionRing::new(n, self.start)?;

@@ -446,6 +446,7 @@ mod tracker_tests {
 
 #[kunit_tests(xen_clone_sim)]
 mod sim_tests {
+    use crate::abi::XEN_CLONE_ENABLE_PAGE_SHARING_POOL;
     use crate::ffi::RingMem;
     use crate::hv::Hypervisor;
     use crate::ring::Consumer;
@@ -476,6 +477,28 @@ mod sim_tests {
         assert_eq!(sim.stats().invalid_completions, 2);
         sim.disable()?;
         assert_eq!(sim.disable(), Err(EINVAL));
+        Ok(())
+    }
+
+    /// Xen's two `EBUSY`s of `CLONEOP_enable`: ring enabled, or page-sharing pool left by an
+    /// earlier enable (never freed).
+    #[test]
+    fn enable_busy_causes() -> Result {
+        let ring = Arc::new(RingMem::alloc(1)?, GFP_KERNEL)?;
+        let sim = SimHv::new(0)?;
+        sim.enable(&ring, XEN_CLONE_ENABLE_PAGE_SHARING_POOL)?;
+        assert!(sim.has_pool());
+        assert_eq!(sim.enable(&ring, 0), Err(EBUSY));
+        assert_eq!(sim.inject(1, 10, 1), Ok(1));
+        sim.disable()?;
+        assert!(sim.has_pool());
+        assert_eq!(
+            sim.enable(&ring, XEN_CLONE_ENABLE_PAGE_SHARING_POOL),
+            Err(EBUSY)
+        );
+        assert!(!sim.is_enabled());
+        sim.enable(&ring, 0)?;
+        sim.disable()?;
         Ok(())
     }
 
@@ -512,12 +535,14 @@ mod sim_tests {
 
 #[kunit_tests(xen_clone_device)]
 mod device_tests {
-    use crate::device::{Config, Device};
+    use crate::abi::XEN_CLONE_ENABLE_PAGE_SHARING_POOL;
+    use crate::device::{Config, Device, EnableError, Enabled};
     use crate::ffi::RingMem;
-    use crate::hv::Backend;
+    use crate::hv::{Backend, Hypervisor};
     use crate::sim::{SimFaults, SimHv};
     use kernel::{
         prelude::*,
+        str::CString,
         sync::Arc,
         time::{delay::fsleep, Delta},
     };
@@ -544,8 +569,17 @@ mod device_tests {
         Ok((sim, dev))
     }
 
-    fn entries_num(dev: &Device) -> Result<u64> {
-        dev.enable()
+    fn entries_num(dev: &Device) -> Result<u64, EnableError> {
+        dev.enable().map(|e| e.entries_num)
+    }
+
+    /// The `dmesg` line of a load refusal.
+    fn message(e: EnableError) -> Result<CString> {
+        CString::try_from_fmt(fmt!("{}", e))
+    }
+
+    fn says(e: EnableError, what: &str) -> Result<bool> {
+        Ok(message(e)?.to_str().map_err(|_| EINVAL)?.contains(what))
     }
 
     /// Consumption into the tracker, id checks, and the unload path: pending entries are
@@ -616,6 +650,69 @@ mod device_tests {
         Ok(())
     }
 
+    /// Issue 11: `page_sharing_pool=1` after an earlier enable with the pool (Xen never frees
+    /// it) is not "another owner": the ring is enabled without the flag, the pool is reused.
+    #[test]
+    fn enable_with_pool_left_by_earlier_enable() -> Result {
+        let sim = SimHv::new(0)?;
+        let first = new_device_with(&sim, 1, 1, XEN_CLONE_ENABLE_PAGE_SHARING_POOL, 0)?;
+        assert_eq!(
+            first.enable(),
+            Ok(Enabled {
+                entries_num: 128,
+                pool_reused: false
+            })
+        );
+        first.shutdown();
+        assert!(!sim.is_enabled());
+        assert!(sim.has_pool());
+        // The reload.
+        let dev = new_device_with(&sim, 1, 1, XEN_CLONE_ENABLE_PAGE_SHARING_POOL, 0)?;
+        assert_eq!(
+            dev.enable(),
+            Ok(Enabled {
+                entries_num: 128,
+                pool_reused: true
+            })
+        );
+        assert!(sim.is_enabled());
+        assert_eq!(sim.inject(1, 10, 1), Ok(1));
+        dev.drain();
+        assert_eq!(dev.info().queued, 1);
+        dev.shutdown();
+        Ok(())
+    }
+
+    /// Issue 11: a ring enabled by someone else is reported as such, with the remedy, with or
+    /// without the pool flag, and that owner's ring is left alone.
+    #[test]
+    fn enable_ring_taken_by_another_owner() -> Result {
+        let sim = SimHv::new(0)?;
+        let other = Arc::new(RingMem::alloc(1)?, GFP_KERNEL)?;
+        sim.enable(&other, XEN_CLONE_ENABLE_PAGE_SHARING_POOL)?;
+        for flags in [0, XEN_CLONE_ENABLE_PAGE_SHARING_POOL] {
+            let dev = new_device_with(&sim, 1, 1, flags, 0)?;
+            let e = dev.enable();
+            assert_eq!(e, Err(EnableError::RingBusy));
+            assert_eq!(e.map_err(|e| e.to_error()).err(), Some(EBUSY));
+            assert!(sim.is_enabled());
+        }
+        assert!(says(EnableError::RingBusy, "another owner")?);
+        assert!(says(EnableError::RingBusy, "'xencloned -R'")?);
+        assert!(says(EnableError::NoCloneSupport, "no clone support")?);
+        assert!(says(
+            EnableError::NoMemory { pool: true },
+            "page_sharing_pool=0"
+        )?);
+        assert!(!says(
+            EnableError::NoMemory { pool: false },
+            "page_sharing_pool"
+        )?);
+        assert_eq!(EnableError::NoCloneSupport.to_error(), ENODEV);
+        sim.disable()?;
+        Ok(())
+    }
+
     /// Issue 12 item 1: an enable that fails after `CLONEOP_enable` succeeded disables the ring
     /// before returning (the caller then frees the pages).
     #[test]
@@ -626,14 +723,33 @@ mod device_tests {
             ..SimFaults::default()
         });
         let dev = new_device_with(&sim, 1, 1, 0, 0)?;
-        assert_eq!(dev.enable(), Err(EPROTO));
+        assert_eq!(
+            dev.enable(),
+            Err(EnableError::BadEntriesNum {
+                written: 100,
+                pages: 1
+            })
+        );
         assert!(!sim.is_enabled());
         assert!(!dev.ring().is_leaked());
+        assert!(says(
+            EnableError::BadEntriesNum {
+                written: 100,
+                pages: 1
+            },
+            "invalid entries_num 100 for 1 page(s)"
+        )?);
         // A ring larger than the tracker was sized for (4 pages = 512 entries, tracker for 1
         // page = 256) is refused the same way, before anything is consumed.
         let sim = SimHv::new(0)?;
         let dev = new_device_with(&sim, 4, 1, 0, 0)?;
-        assert_eq!(dev.enable(), Err(EPROTO));
+        assert_eq!(
+            dev.enable(),
+            Err(EnableError::BadEntriesNum {
+                written: 512,
+                pages: 4
+            })
+        );
         assert!(!sim.is_enabled());
         assert_eq!(dev.info().entries_num, 0);
         Ok(())

@@ -2,11 +2,13 @@
 
 //! `/dev/xen/clone`: the Nephele clone-notification ring, owned by the kernel.
 //!
-//! At load the module allocates and zeroes the ring pages, binds `VIRQ_CLONED` (global, CPU 0),
-//! issues `CLONEOP_enable` (hypercall 43) with the pages' kernel address, checks the
-//! `entries_num` the hypervisor wrote, and drains the ring on every VIRQ into a tracker. One
-//! daemon at a time opens the device, `read()`s whole [`abi::XenCloneEntry`] records and
-//! completes each one with `XEN_CLONE_IOC_COMPLETE` (see `abi.rs`, the userspace contract).
+//! At load the module allocates and zeroes the ring pages and all its bookkeeping, binds
+//! `VIRQ_CLONED` (global, CPU 0; refused if another process holds it), issues `CLONEOP_enable`
+//! (hypercall 43) with the pages' kernel address, checks the `entries_num` the hypervisor wrote,
+//! and drains the ring on every VIRQ into a tracker. One daemon at a time opens the device,
+//! `read()`s whole [`abi::XenCloneEntry`] records and completes each one with
+//! `XEN_CLONE_IOC_COMPLETE` (see `abi.rs`, the userspace contract). Every refusal to load is one
+//! `dmesg` line saying what is wrong and what to do.
 //!
 //! Unload: while notifications are pending the module holds a reference on itself, so `rmmod`
 //! fails with `EBUSY`. At exit it issues `CLONEOP_disable` and frees the pages only if that
@@ -242,34 +244,27 @@ impl kernel::Module for XenCloneModule {
         let virq = if simulate {
             None
         } else {
-            Some(VirqBinding::bind().inspect_err(|e| {
-                pr_err!("cannot bind VIRQ_CLONED: {:?}\n", e);
-            })?)
+            match VirqBinding::bind() {
+                Ok(v) => Some(v),
+                Err(e) if e == EEXIST => {
+                    pr_err!("VIRQ_CLONED is bound by another process (e.g. Nephele's xencloned): stop it, then load xen_clone_dev again\n");
+                    return Err(EBUSY);
+                }
+                Err(e) => {
+                    pr_err!("cannot bind VIRQ_CLONED: {:?}\n", e);
+                    return Err(e);
+                }
+            }
         };
 
         // On error the ring is disabled again (or leaked), so dropping the device is safe.
-        let entries_num = match device.enable() {
-            Ok(n) => n,
-            Err(e) if e == EPROTO => {
-                pr_err!(
-                    "hypervisor wrote an invalid entries_num {} for {} page(s); the ring is disabled again\n",
-                    device.ring().entries_num(),
-                    cfg.ring_pages
-                );
-                return Err(EPROTO);
-            }
-            Err(e) => {
-                if e == ENOSYS {
-                    pr_err!("hypervisor has no clone support (CLONEOP_enable: -ENOSYS); is this Nephele's Xen?\n");
-                } else if e == EBUSY {
-                    pr_err!("clone ring already enabled by another owner (CLONEOP_enable: -EBUSY); a stale xencloned? 'xencloned -R' disables it\n");
-                } else {
-                    pr_err!("CLONEOP_enable failed: -{:?}\n", e);
-                }
-                // Stock Xen: report "no such device" rather than ENOSYS from insmod.
-                return Err(if e == ENOSYS { ENODEV } else { e });
-            }
-        };
+        let enabled = device.enable().map_err(|e| {
+            pr_err!("{}\n", e);
+            e.to_error()
+        })?;
+        if enabled.pool_reused {
+            pr_warn!("page_sharing_pool=1: Xen kept the page-sharing pool of an earlier enable (CLONEOP_disable does not free it) and refused a second one (-EBUSY); ring enabled without the flag, clones use the existing pool\n");
+        }
 
         let runtime = match ffi::Runtime::start(device.clone()) {
             Ok(r) => r,
@@ -287,7 +282,7 @@ impl kernel::Module for XenCloneModule {
         pr_info!(
             "ring of {} page(s), {} entries, flags {:#x}, orphan_timeout {}s{}\n",
             cfg.ring_pages,
-            entries_num,
+            enabled.entries_num,
             cfg.enable_flags,
             cfg.orphan_timeout_s,
             if simulate {
