@@ -9,6 +9,13 @@
 //! libxl's state behind. It stays paused with `hotplug-error` set on the
 //! failed vif, logged with its domid, for `xl destroy <child>` (or a
 //! retry) by the operator.
+//!
+//! Late success wins: when the only failures were vifs (a timeout,
+//! netback's error), the daemon keeps the clone for `LATE_KEEP` after
+//! completion. A vif of it that comes up later (its `online` uevent, or
+//! found in sysfs) is connected and its `hotplug-error` removed; once all
+//! are, the child is unpaused (unless `-p`): nothing lost, nothing hung.
+//! Only a child whose vifs never come up stays paused.
 
 use crate::clone::{Clone, Phase};
 use crate::hypervisor::Hypervisor;

@@ -4,6 +4,7 @@
 //! settle their vifs; ready clones are completed
 //! ([`crate::completion::complete`]).
 
+use crate::clone::vif::Online;
 use crate::clone::{self, Clone, Env, Options, VifState};
 use crate::hypervisor::Hypervisor;
 use crate::netlink::NetOps;
@@ -38,6 +39,23 @@ const TICK: Duration = Duration::from_millis(50);
 /// burst of clones must not cost a create/write/rename each); with
 /// [`TICK`] it is current within 250 ms of the last change.
 pub const STATS_MIN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Clones completed as failed (vif failures only) kept for their late
+/// vifs: at most this many (the oldest is given up first)...
+pub const LATE_MAX: usize = 256;
+/// ... and for at most this long after their completion.
+pub const LATE_KEEP: Duration = Duration::from_secs(15 * 60);
+/// How often the kept clones' failed vifs are looked for in sysfs (their
+/// `online` uevent may be lost as well).
+const LATE_RECHECK: Duration = Duration::from_secs(1);
+
+/// A clone completed as failed whose child was left paused because of its
+/// vifs only: a vif that comes up later is connected, and once all are
+/// the child is unpaused (see [`Daemon`]).
+struct LateClone {
+    clone: Clone,
+    completed: Instant,
+}
 
 /// Token of the `@releaseDomain` watch.
 pub const RELEASE_TOKEN: &str = "release";
@@ -103,6 +121,9 @@ pub struct Daemon {
     trees: TreeCache,
     watch: Option<Client>,
     clones: BTreeMap<u32, Clone>,
+    /// Completed as failed, waiting for late vifs (oldest first).
+    late: std::collections::VecDeque<LateClone>,
+    late_checked: Instant,
     pub stats: Stats,
     stats_file: Option<PathBuf>,
     stats_dirty: bool,
@@ -189,6 +210,8 @@ impl Daemon {
             trees: TreeCache::new(32),
             watch,
             clones: BTreeMap::new(),
+            late: std::collections::VecDeque::new(),
+            late_checked: Instant::now(),
             stats,
             stats_file: cfg.stats_file,
             stats_dirty: true,
@@ -211,6 +234,11 @@ impl Daemon {
 
     pub fn in_flight(&self) -> usize {
         self.clones.len()
+    }
+
+    /// Clones completed as failed that still wait for a late vif.
+    pub fn late_waiting(&self) -> usize {
+        self.late.len()
     }
 
     pub fn stopped(&self) -> bool {
@@ -486,9 +514,32 @@ impl Daemon {
             trees: &mut self.trees,
         };
         for c in self.clones.values_mut() {
-            if c.child() == v.domid && clone::vif::on_online(&mut env, c, v.devid) {
-                return;
+            if c.child() != v.domid {
+                continue;
             }
+            match clone::vif::on_online(&mut env, c, v.devid) {
+                Online::NotOurs => continue,
+                Online::LateConnected => {
+                    // Not completed yet: counts as connected at completion.
+                    self.stats.vifs_late += 1;
+                    self.stats_dirty = true;
+                    return;
+                }
+                Online::Connected | Online::Unchanged => return,
+            }
+        }
+        // A clone completed as failed, its child paused: late success wins.
+        if let Some(i) = self.late.iter().position(|l| {
+            l.clone.child() == v.domid && l.clone.vifs.iter().any(|s| s.devid == v.devid)
+        }) {
+            if clone::vif::on_online(&mut env, &mut self.late[i].clone, v.devid)
+                == Online::LateConnected
+            {
+                self.stats.vifs_late += 1;
+                self.stats_dirty = true;
+                self.recover_late(i);
+            }
+            return;
         }
         // Nobody waits for it: a clone of a previous daemon instance.
         let backend = paths::resolve(0, &v.xenbus_path);
@@ -499,6 +550,107 @@ impl Daemon {
         if clone::vif::adopt_orphan(&mut self.xs, &mut *self.net, &backend, &ifname) {
             self.stats.orphan_vifs_adopted += 1;
             self.stats_dirty = true;
+        }
+    }
+
+    /// Kept clone `i` had a vif connected late: once every vif is
+    /// connected the child is unpaused (unless `-p`) and the clone leaves
+    /// the late list.
+    fn recover_late(&mut self, i: usize) {
+        let done = self
+            .late
+            .get(i)
+            .is_some_and(|l| l.clone.vifs.iter().all(|s| s.state == VifState::Connected));
+        if !done {
+            return;
+        }
+        let Some(l) = self.late.remove(i) else { return };
+        let c = l.clone;
+        let (p, ch, id) = (c.parent(), c.child(), c.entry.id);
+        self.stats.clones_recovered_late += 1;
+        self.stats_dirty = true;
+        if self.opts.leave_paused {
+            tracing::info!(
+                parent = p,
+                child = ch,
+                id,
+                "clone recovered: every vif connected late; child left paused (-p)"
+            );
+            return;
+        }
+        match self.hv.unpause(ch) {
+            Ok(()) => tracing::info!(
+                parent = p,
+                child = ch,
+                id,
+                "clone recovered: every vif connected late; child {ch} unpaused"
+            ),
+            Err(e) => {
+                self.stats.unpause_errors += 1;
+                tracing::error!(
+                    parent = p,
+                    child = ch,
+                    id,
+                    "clone recovered late, but unpause failed: {e}"
+                );
+            }
+        }
+    }
+
+    /// Kept clones: failed vifs that exist in sysfs now (their uevent
+    /// lost too) are connected; clones kept too long are given up.
+    fn check_late(&mut self, now: Instant) {
+        while let Some(l) = self.late.front() {
+            if now.saturating_duration_since(l.completed) < LATE_KEEP && self.late.len() <= LATE_MAX
+            {
+                break;
+            }
+            let c = &l.clone;
+            tracing::warn!(
+                parent = c.parent(),
+                child = c.child(),
+                id = c.entry.id,
+                "no longer waiting for the failed vifs of child {}: it stays paused (xl destroy {})",
+                c.child(),
+                c.child()
+            );
+            self.late.pop_front();
+            self.stats_dirty = true;
+        }
+        if now.saturating_duration_since(self.late_checked) < LATE_RECHECK {
+            return;
+        }
+        self.late_checked = now;
+        let mut i = 0;
+        while i < self.late.len() {
+            let found: Vec<u32> = self.late[i]
+                .clone
+                .vifs
+                .iter()
+                .filter(|s| matches!(s.state, VifState::Failed(_)) && self.net.exists(&s.ifname))
+                .map(|s| s.devid)
+                .collect();
+            let before = self.late.len();
+            for devid in found {
+                let mut env = Env {
+                    xs: &mut self.xs,
+                    hv: &mut *self.hv,
+                    net: &mut *self.net,
+                    opts: &mut self.opts,
+                    trees: &mut self.trees,
+                };
+                if clone::vif::on_online(&mut env, &mut self.late[i].clone, devid)
+                    == Online::LateConnected
+                {
+                    self.stats.vifs_late += 1;
+                    self.stats.uevents_recovered += 1;
+                    self.stats_dirty = true;
+                }
+            }
+            self.recover_late(i);
+            if self.late.len() == before {
+                i += 1;
+            }
         }
     }
 
@@ -598,6 +750,7 @@ impl Daemon {
                 self.stats_dirty = true;
             }
         }
+        self.check_late(now);
         if self.stats_dirty
             && self
                 .stats_written
@@ -643,11 +796,26 @@ impl Daemon {
                 &mut self.stats,
             );
             self.stats_dirty = true;
+            if c.recoverable() {
+                tracing::info!(
+                    parent = c.parent(),
+                    child = c.child(),
+                    id,
+                    "waiting up to {:?} for the failed vifs of child {}: one that comes up is connected, and the child unpaused once all are",
+                    LATE_KEEP,
+                    c.child()
+                );
+                self.late.push_back(LateClone {
+                    clone: c,
+                    completed: Instant::now(),
+                });
+            }
         }
     }
 
     fn write_stats(&mut self) {
         self.stats.in_flight = self.clones.len();
+        self.stats.late_waiting = self.late.len();
         self.stats.trees = self.trees.stats;
         if let Some(p) = &self.stats_file
             && let Err(e) = self.stats.write(p)

@@ -89,8 +89,11 @@ struct RunArgs {
     #[arg(long, value_name = "VER", default_value = "auto", value_parser = parse_version)]
     domctl_version: VersionArg,
     /// How long a cloned vif may wait for netback's online uevent before
-    /// sysfs/Xenstore are re-checked and the vif is failed.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    /// sysfs/Xenstore are re-checked and the vif is failed (the clone is
+    /// then completed, its child left paused). A vif that comes up later
+    /// still wins: it is connected and, if it was the clone's only
+    /// failure, the child is unpaused.
+    #[arg(long, value_name = "MS", default_value_t = xencloned::clone::DEFAULT_VIF_TIMEOUT_MS)]
     vif_timeout_ms: u64,
     /// After connecting a clone's vif, send one ARP request through it from
     /// the gateway to the guest IP (backend `ip` = "<ip> <mask> <gw>"), so

@@ -35,6 +35,13 @@ pub struct Stats {
     pub orphan_vifs_adopted: u64,
     /// Uevent datagrams dropped because the kernel did not send them.
     pub uevents_foreign_dropped: u64,
+    /// Vifs connected after they had failed (timeout, netback's error).
+    pub vifs_late: u64,
+    /// Clones completed as failed whose child was unpaused once its late
+    /// vifs were all connected.
+    pub clones_recovered_late: u64,
+    /// Clones completed as failed still waiting for late vifs.
+    pub late_waiting: usize,
     pub completion_errors: u64,
     pub unpause_errors: u64,
     pub cache_hits: u64,
@@ -104,7 +111,7 @@ impl Stats {
 
     pub fn to_json(&self) -> String {
         let mut o = String::from("{\n");
-        let counters: [(&str, u64); 22] = [
+        let counters: [(&str, u64); 25] = [
             ("started_unix", self.started_unix),
             ("clones_started", self.clones_started),
             ("clones_completed", self.clones_completed),
@@ -117,6 +124,9 @@ impl Stats {
             ("uevents_recovered", self.uevents_recovered),
             ("orphan_vifs_adopted", self.orphan_vifs_adopted),
             ("uevents_foreign_dropped", self.uevents_foreign_dropped),
+            ("vifs_late", self.vifs_late),
+            ("clones_recovered_late", self.clones_recovered_late),
+            ("late_waiting", self.late_waiting as u64),
             ("completion_errors", self.completion_errors),
             ("unpause_errors", self.unpause_errors),
             ("cache_hits", self.cache_hits),

@@ -1302,3 +1302,207 @@ fn stats_file_is_written_on_a_timer_not_per_clone() {
         "{json}"
     );
 }
+
+/// Adds a second vif (devid 1, bond0) to the parent built by `build_parent`.
+fn add_parent_vif1(c: &mut Client) {
+    let fe = "/local/domain/3/device/vif/1";
+    let be = "/local/domain/0/backend/vif/3/1";
+    for (k, v) in [
+        ("backend", be),
+        ("backend-id", "0"),
+        ("mac", "00:16:3e:00:01:03"),
+        ("handle", "1"),
+        ("tx-ring-ref", "10"),
+        ("rx-ring-ref", "11"),
+        ("event-channel", "5"),
+        ("request-rx-copy", "1"),
+        ("state", "4"),
+    ] {
+        w(c, &paths::join(fe, k), v);
+    }
+    c.set_perms(TxId::NONE, fe, &perms(&["n3", "r0"]))
+        .expect("perms");
+    for (k, v) in [
+        ("frontend", fe),
+        ("frontend-id", "3"),
+        ("online", "1"),
+        ("state", "4"),
+        ("script", "/etc/xen/scripts/vif-bridge"),
+        ("mac", "00:16:3e:00:01:03"),
+        ("bridge", "bond0"),
+        ("handle", "1"),
+        ("type", "vif"),
+        ("hotplug-status", "connected"),
+    ] {
+        w(c, &paths::join(be, k), v);
+    }
+    c.set_perms(TxId::NONE, be, &perms(&["n0", "r3"]))
+        .expect("perms");
+    w(c, "/libxl/3/device/vif/1/frontend", fe);
+    w(c, "/libxl/3/device/vif/1/backend", be);
+}
+
+/// A vif that comes up after its timeout still wins: it is enslaved,
+/// `hotplug-status=connected`, its `hotplug-error` removed and, since it
+/// was the clone's only failure, the child (left paused at completion) is
+/// unpaused. Also when its online uevent is lost too (sysfs re-check).
+#[test]
+fn late_vif_after_timeout_is_connected_and_the_child_unpaused() {
+    let mut o = opts(XsMode::DeepCopy);
+    o.vif_timeout = Duration::from_millis(200);
+    let Some(mut h) = harness(
+        "late_vif_after_timeout_is_connected",
+        "bond0",
+        Netback::Dead,
+        o,
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    let mut c = h.client();
+    for (id, child) in [(1, 9u16), (2, 10)] {
+        h.push(id, child, 0);
+        h.run_until_completed(id);
+        let be = format!("/local/domain/0/backend/vif/{child}/0");
+        assert_eq!(r(&mut c, &format!("{be}/hotplug-status")), "error");
+        assert!(r(&mut c, &format!("{be}/hotplug-error")).contains("timeout"));
+    }
+    assert!(h.hv.unpaused().is_empty(), "failed children left paused");
+    assert_eq!(h.daemon.stats.clones_failed, 2);
+    assert_eq!(h.daemon.late_waiting(), 2);
+    // Netback brings vif9.0 up late, with its uevent...
+    h.net.add_dev("vif9.0");
+    h.uev
+        .send(&xencloned::sim::cloned_online_uevent(9, 0))
+        .expect("send online");
+    // ... and vif10.0 with its uevent lost.
+    h.net.add_dev("vif10.0");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.daemon.stats.clones_recovered_late < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "late vifs never won: {:?}",
+            h.daemon.stats
+        );
+        h.daemon
+            .step(Some(Duration::from_millis(20)))
+            .expect("step");
+    }
+    for child in [9u16, 10] {
+        let be = format!("/local/domain/0/backend/vif/{child}/0");
+        assert_eq!(r(&mut c, &format!("{be}/hotplug-status")), "connected");
+        assert!(
+            !c.exists(TxId::NONE, &format!("{be}/hotplug-error"))
+                .expect("exists"),
+            "hotplug-error of {child} not cleared"
+        );
+        assert_eq!(
+            h.net.master(&format!("vif{child}.0")).as_deref(),
+            Some("bond0")
+        );
+    }
+    assert_eq!(h.hv.unpaused(), vec![9, 10]);
+    assert_eq!(h.daemon.stats.vifs_late, 2);
+    assert_eq!(h.daemon.late_waiting(), 0);
+    let json = h.wait_stats("\"clones_recovered_late\": 2,");
+    assert!(json.contains("\"late_waiting\": 0,"), "{json}");
+}
+
+/// A clone still in flight whose vif failed (netback's error) and then
+/// came up anyway counts that vif as connected: the clone succeeds.
+#[test]
+fn late_vif_of_a_clone_in_flight_counts() {
+    let mut o = opts(XsMode::DeepCopy);
+    o.vif_timeout = Duration::from_secs(20);
+    let Some(mut h) = harness(
+        "late_vif_of_a_clone_in_flight_counts",
+        "bond0",
+        Netback::Dead,
+        o,
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    let mut c = h.client();
+    add_parent_vif1(&mut c);
+    h.push(1, 9, 0);
+    let be1 = "/local/domain/0/backend/vif/9/1";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !c.exists(TxId::NONE, be1).expect("exists") {
+        assert!(Instant::now() < deadline, "vif 1 never cloned");
+        h.daemon
+            .step(Some(Duration::from_millis(20)))
+            .expect("step");
+    }
+    // Netback fails vif 1 (seen through the hotplug-status watch)...
+    w(&mut c, &format!("{be1}/hotplug-error"), "slow attach");
+    w(&mut c, &format!("{be1}/hotplug-status"), "error");
+    for _ in 0..10 {
+        h.daemon
+            .step(Some(Duration::from_millis(20)))
+            .expect("step");
+    }
+    assert_eq!(h.daemon.in_flight(), 1, "vif 0 still waiting");
+    // ... then brings it up after all, and vif 0 too.
+    for n in [1, 0] {
+        h.net.add_dev(&format!("vif9.{n}"));
+        h.uev
+            .send(&xencloned::sim::cloned_online_uevent(9, n))
+            .expect("send online");
+    }
+    h.run_until_completed(1);
+    assert_eq!(h.hv.unpaused(), vec![9], "{:?}", h.daemon.stats.recent);
+    assert_eq!(h.daemon.stats.clones_failed, 0);
+    assert_eq!(h.daemon.stats.vifs_connected, 2);
+    assert_eq!(h.daemon.stats.vifs_late, 1);
+    assert_eq!(r(&mut c, &format!("{be1}/hotplug-status")), "connected");
+    assert!(
+        !c.exists(TxId::NONE, &format!("{be1}/hotplug-error"))
+            .expect("exists")
+    );
+    assert_eq!(h.net.master("vif9.1").as_deref(), Some("bond0"));
+}
+
+/// A daemon restarted after a vif of its predecessor timed out: the vif
+/// that is online now is adopted despite `hotplug-status=error`, and the
+/// error is cleared.
+#[test]
+fn reconcile_adopts_a_vif_that_failed_before_a_restart() {
+    let Some(mut h) = harness(
+        "reconcile_adopts_a_vif_that_failed_before_a_restart",
+        "bond0",
+        Netback::Dead,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    let mut c = h.client();
+    let be = "/local/domain/0/backend/vif/20/0";
+    for (k, v) in [
+        ("frontend-id", "20"),
+        ("handle", "0"),
+        ("bridge", "bond0"),
+        ("cloned", "true"),
+        ("state", "4"),
+        ("hotplug-status", "error"),
+        (
+            "hotplug-error",
+            "xencloned error: timeout after 10s waiting for netback's online uevent",
+        ),
+    ] {
+        w(&mut c, &paths::join(be, k), v);
+    }
+    h.net.add_dev("vif20.0");
+    h.daemon.reconcile();
+    assert_eq!(h.daemon.stats.orphan_vifs_adopted, 1);
+    assert_eq!(h.net.master("vif20.0").as_deref(), Some("bond0"));
+    assert_eq!(r(&mut c, &format!("{be}/hotplug-status")), "connected");
+    assert!(
+        !c.exists(TxId::NONE, &format!("{be}/hotplug-error"))
+            .expect("exists")
+    );
+}

@@ -34,6 +34,13 @@ pub enum XsMode {
     DeepCopy,
 }
 
+/// Default `--vif-timeout-ms`. Netback's attach of a cloned vif takes well
+/// under a second on hardware, but its tail under QEMU's TCG reaches 36 s;
+/// a vif later than this still wins (see `clone::vif::on_online` and the
+/// daemon's late list), so the timeout only bounds how long the parent
+/// waits for its completion.
+pub const DEFAULT_VIF_TIMEOUT_MS: u64 = 60_000;
+
 /// Pipeline options (from the command line).
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -54,7 +61,7 @@ impl Default for Options {
             mode: XsMode::DeepCopy,
             skip_io: false,
             leave_paused: false,
-            vif_timeout: Duration::from_secs(10),
+            vif_timeout: Duration::from_millis(DEFAULT_VIF_TIMEOUT_MS),
             garp: false,
         }
     }
@@ -200,6 +207,16 @@ impl Clone {
     /// Success: no error and every vif connected.
     pub fn ok(&self) -> bool {
         self.error.is_none() && self.vifs.iter().all(|v| v.state == VifState::Connected)
+    }
+
+    /// Failed with vif failures only (no stage or completion error): a vif
+    /// that comes up late can still make the child whole.
+    pub fn recoverable(&self) -> bool {
+        self.error.is_none()
+            && self
+                .vifs
+                .iter()
+                .any(|v| matches!(v.state, VifState::Failed(_)))
     }
 
     /// Vifs still waiting whose deadline passed.

@@ -187,18 +187,63 @@ pub fn connect_slot(env: &mut Env<'_>, c: &Clone, slot: &mut VifSlot) {
     }
 }
 
-/// Online uevent for vif `devid` of clone `c`.
-pub fn on_online(env: &mut Env<'_>, c: &mut Clone, devid: u32) -> bool {
-    let Some(i) = c.vifs.iter().position(|v| v.devid == devid) else {
-        return false;
-    };
-    if c.vifs[i].state != VifState::WaitingOnline {
-        return true;
+/// What an `online` uevent (or a late vif found in sysfs) did to a clone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Online {
+    /// The clone has no such vif.
+    NotOurs,
+    /// A waiting vif was connected.
+    Connected,
+    /// A vif that had failed (timeout, netback's error, an enslave error)
+    /// is connected now: late success wins.
+    LateConnected,
+    /// Nothing changed (already connected, or connecting failed again).
+    Unchanged,
+}
+
+/// Removes `hotplug-error` (best effort): a vif that came up after all.
+fn clear_hotplug_error(xs: &mut Client, backend: &str) {
+    let path = paths::join(backend, "hotplug-error");
+    match xs.rm(TxId::NONE, &path) {
+        Ok(()) => {}
+        Err(e) if e.errno() == Some(::xenstore::wire::errno::ENOENT) => {}
+        Err(e) => tracing::warn!(path = %path, "cannot clear hotplug-error: {e}"),
     }
+}
+
+/// Online uevent for vif `devid` of clone `c` (in flight, or completed as
+/// failed and kept for late vifs). A waiting vif is connected; so is one
+/// that failed before: enslaved, up, `hotplug-status=connected`, and the
+/// `hotplug-error` left by the failure removed.
+pub fn on_online(env: &mut Env<'_>, c: &mut Clone, devid: u32) -> Online {
+    let Some(i) = c.vifs.iter().position(|v| v.devid == devid) else {
+        return Online::NotOurs;
+    };
+    let late = match &c.vifs[i].state {
+        VifState::Connected => return Online::Unchanged,
+        VifState::WaitingOnline => false,
+        VifState::Failed(why) => {
+            tracing::warn!(
+                parent = c.parent(),
+                child = c.child(),
+                ifname = %c.vifs[i].ifname,
+                "vif came up after it failed ({why}): connecting it"
+            );
+            true
+        }
+    };
     let mut slot = c.vifs[i].clone();
     connect_slot(env, c, &mut slot);
+    let connected = slot.state == VifState::Connected;
+    if connected && late {
+        clear_hotplug_error(env.xs, &slot.backend);
+    }
     c.vifs[i] = slot;
-    true
+    match (connected, late) {
+        (true, true) => Online::LateConnected,
+        (true, false) => Online::Connected,
+        (false, _) => Online::Unchanged,
+    }
 }
 
 /// The watched `hotplug-status` of vif `devid` changed. If netback wrote
@@ -294,7 +339,14 @@ pub fn adopt_orphan(xs: &mut Client, net: &mut dyn NetOps, backend: &str, ifname
         .read_opt(TxId::NONE, &paths::join(backend, "hotplug-status"))
         .ok()
         .flatten();
-    if cloned.as_deref() != Some("true") || status.is_some() {
+    // Not yet connected, or failed earlier (a timeout of this or a previous
+    // daemon, netback's error): a vif that is online now wins.
+    let failed = match status.as_deref() {
+        None => false,
+        Some("error") => true,
+        Some(_) => return false,
+    };
+    if cloned.as_deref() != Some("true") {
         return false;
     }
     let Some(bond) = xs
@@ -318,7 +370,17 @@ pub fn adopt_orphan(xs: &mut Client, net: &mut dyn NetOps, backend: &str, ifname
         .map_err(StageError::from)
     }) {
         Ok(()) => {
-            tracing::info!(ifname, bond = %bond, "adopted cloned vif");
+            if failed {
+                clear_hotplug_error(xs, backend);
+                tracing::warn!(
+                    ifname,
+                    bond = %bond,
+                    path = backend,
+                    "adopted a cloned vif that had failed: its clone is unknown to this daemon, so its child may still be paused (xl unpause it if its other devices are up)"
+                );
+            } else {
+                tracing::info!(ifname, bond = %bond, "adopted cloned vif");
+            }
             true
         }
         Err(e) => {
