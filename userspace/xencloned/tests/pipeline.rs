@@ -1506,3 +1506,101 @@ fn reconcile_adopts_a_vif_that_failed_before_a_restart() {
             .expect("exists")
     );
 }
+
+/// `XS_CLONE` mode makes a clone's trees one request each, outside any
+/// transaction. A failure in the middle (here the vif backend's
+/// `XS_CLONE`) must not leave partial trees: they are removed, so a retry
+/// of the same child meets no `EEXIST`. A re-delivered entry whose first
+/// delivery stopped in the middle (daemon killed) finishes the clone.
+#[test]
+fn xs_clone_failure_midway_is_rolled_back_and_retries_succeed() {
+    let Some(mut h) = harness(
+        "xs_clone_failure_midway_is_rolled_back",
+        "bond0",
+        Netback::Normal,
+        opts(XsMode::XsClone),
+        false,
+        Dialect::Nephele,
+    ) else {
+        return;
+    };
+    let Some(proxy) = h.proxy.as_ref() else {
+        panic!("no Nephele proxy");
+    };
+    proxy.fail_clone("/local/domain/0/backend/vif/9/0", "EIO");
+    let nephele = proxy.endpoint();
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert!(h.hv.unpaused().is_empty());
+    assert_eq!(h.daemon.stats.clones_failed, 1);
+    let err = h
+        .daemon
+        .stats
+        .recent
+        .back()
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(err.contains("3->9") && err.contains("EIO"), "{err}");
+    let mut c = h.client();
+    for path in [
+        "/local/domain/9",
+        "/libxl/9",
+        "/local/domain/0/backend/console/9",
+        "/local/domain/0/backend/vif/9",
+    ] {
+        assert!(
+            !c.exists(TxId::NONE, path).expect("exists"),
+            "{path} left behind by the failed clone"
+        );
+    }
+    // The same child again (a retry): no EEXIST from leftovers.
+    h.push(2, 9, 0);
+    h.run_until_completed(2);
+    assert_eq!(h.hv.unpaused(), vec![9], "{:?}", h.daemon.stats.recent);
+    assert_eq!(r(&mut c, "/local/domain/9/name"), "web-child-9");
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/vif/9/0/hotplug-status"),
+        "connected"
+    );
+    // A first delivery of child 11 stopped after its basic trees and the
+    // console frontend (the daemon was killed): the re-delivered entry
+    // finishes the clone, with the fix-ups the first one never wrote.
+    let mut n = Client::connect(&nephele, Dialect::Nephele).expect("connect proxy");
+    n.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    for (op, src, dst) in [
+        (
+            xenstore::CloneOp::Basic,
+            "/local/domain/3",
+            "/local/domain/11",
+        ),
+        (xenstore::CloneOp::Basic, "/libxl/3", "/libxl/11"),
+        (
+            xenstore::CloneOp::DevConsole,
+            "/local/domain/3/console",
+            "/local/domain/11/console",
+        ),
+    ] {
+        n.clone_tree(3, 11, op, src, dst).expect("partial clone");
+    }
+    h.push(3, 11, XEN_CLONE_ENTRY_REDELIVERED);
+    h.run_until_completed(3);
+    assert_eq!(h.hv.unpaused(), vec![9, 11], "{:?}", h.daemon.stats.recent);
+    assert_eq!(
+        r(&mut c, "/local/domain/11/store/ring-ref"),
+        (0x9000u64 + 11).to_string()
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/11/console/ring-ref"),
+        (0xa000u64 + 11).to_string()
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/console/11/0/frontend"),
+        "/local/domain/11/console"
+    );
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/vif/11/0/hotplug-status"),
+        "connected"
+    );
+    assert_eq!(h.daemon.stats.clones_failed, 1);
+}

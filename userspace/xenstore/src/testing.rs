@@ -222,17 +222,24 @@ impl Drop for Xenstored {
 /// Reset_watches; Clone`). It implements `XS_CLONE` (22) with oxenstored's
 /// semantics and answers on top of the real daemon (`EINVAL` for a payload
 /// that is not 5 fields or bad numbers, `ENOENT` for a missing source,
-/// `EEXIST` for an existing destination, both checked before anything
-/// changes; then a deep copy in one transaction, permissions rewritten,
-/// `cloned=true` under every destination root). Like oxenstored, it has no
-/// operation 23 or above (no `XS_DIRECTORY_PART`): `ENOSYS`. Everything else
-/// is forwarded. Every `XS_CLONE` payload it received is recorded byte for
-/// byte.
+/// `EEXIST` for an existing destination, both checked before the copy;
+/// then a deep copy in one transaction, permissions rewritten,
+/// `cloned=true` under every destination root). As oxenstored's `do_clone`
+/// outside a transaction, the destination's missing parent directories are
+/// created first (`create_implicit_path`) and stay even when the clone then
+/// fails. Like oxenstored, it has no operation 23 or above (no
+/// `XS_DIRECTORY_PART`): `ENOSYS`. Everything else is forwarded. Every
+/// `XS_CLONE` payload it received is recorded byte for byte; a test can
+/// make the next `XS_CLONE` to a destination fail ([`NepheleProxy::fail_clone`]).
 pub struct NepheleProxy {
     path: PathBuf,
     /// Raw `XS_CLONE` payloads, in arrival order.
     pub clones: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    faults: Faults,
 }
+
+/// One-shot injected failures: (destination, errno name).
+type Faults = std::sync::Arc<std::sync::Mutex<Vec<(String, &'static str)>>>;
 
 impl NepheleProxy {
     pub fn start(xs: &Xenstored) -> NepheleProxy {
@@ -242,15 +249,29 @@ impl NepheleProxy {
             .unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
         let upstream = xs.endpoint();
         let clones = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let rec = clones.clone();
+        let faults: Faults = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (rec, f) = (clones.clone(), faults.clone());
         std::thread::spawn(move || {
             for down in listener.incoming() {
                 let Ok(down) = down else { return };
-                let (upstream, rec) = (upstream.clone(), rec.clone());
-                std::thread::spawn(move || proxy_conn(down, upstream, rec));
+                let (upstream, rec, f) = (upstream.clone(), rec.clone(), f.clone());
+                std::thread::spawn(move || proxy_conn(down, upstream, rec, f));
             }
         });
-        NepheleProxy { path, clones }
+        NepheleProxy {
+            path,
+            clones,
+            faults,
+        }
+    }
+
+    /// The next `XS_CLONE` whose destination is `dst` fails with `errno`
+    /// (e.g. `"EIO"`), after its implicit parents were made and before
+    /// anything is copied: a failure in the middle of a clone's requests.
+    pub fn fail_clone(&self, dst: &str, errno: &'static str) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.push((dst.to_string(), errno));
+        }
     }
 
     pub fn endpoint(&self) -> Endpoint {
@@ -262,6 +283,7 @@ fn proxy_conn(
     down: std::os::unix::net::UnixStream,
     upstream: Endpoint,
     rec: std::sync::Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    faults: Faults,
 ) {
     use crate::wire::{Decoder, RawMsg};
     use std::io::{Read, Write};
@@ -320,7 +342,7 @@ fn proxy_conn(
                     if let Ok(mut r) = rec.lock() {
                         r.push(m.payload.clone());
                     }
-                    match fake_xs_clone(&mut helper, &m.payload) {
+                    match fake_xs_clone(&mut helper, &m.payload, &faults) {
                         Ok(()) => reply(&m, 22, b"OK\0"),
                         Err(e) => reply(&m, 16, format!("{e}\0").as_bytes()),
                     }
@@ -350,7 +372,7 @@ fn proxy_conn(
 }
 
 /// oxenstored's `XS_CLONE` on top of an upstream daemon.
-fn fake_xs_clone(c: &mut Client, payload: &[u8]) -> Result<(), &'static str> {
+fn fake_xs_clone(c: &mut Client, payload: &[u8], faults: &Faults) -> Result<(), &'static str> {
     use crate::deepcopy::{CopySpec, deep_copy};
     use crate::wire::CloneOp;
     let parts: Vec<&[u8]> = payload.splitn(5, |b| *b == 0).collect();
@@ -373,15 +395,31 @@ fn fake_xs_clone(c: &mut Client, payload: &[u8]) -> Result<(), &'static str> {
         _ => return Err("EINVAL"),
     };
     let (src, dst) = (s(parts[3])?, s(parts[4])?);
-    // oxenstored's Store.clone: ENOENT for a missing source, then EEXIST
-    // for an existing destination, before anything changes.
     let exists =
         |c: &mut Client, p: &str| c.exists(crate::client::TxId::NONE, p).map_err(|_| "EIO");
+    // oxenstored's do_clone: create_implicit_path first. Outside a
+    // transaction it works on the live store, so the parents it makes stay
+    // whatever happens next.
+    let parent_dir = match dst.rfind('/') {
+        Some(0) | None => "/".to_string(),
+        Some(i) => dst[..i].to_string(),
+    };
+    if parent_dir != "/" && !exists(c, &parent_dir)? {
+        c.mkdir(crate::client::TxId::NONE, &parent_dir)
+            .map_err(|_| "EIO")?;
+    }
+    // Then Store.clone: ENOENT for a missing source, then EEXIST for an
+    // existing destination, before anything is copied.
     if !exists(c, &src)? {
         return Err("ENOENT");
     }
     if exists(c, &dst)? {
         return Err("EEXIST");
+    }
+    if let Ok(mut f) = faults.lock()
+        && let Some(i) = f.iter().position(|(d, _)| *d == dst)
+    {
+        return Err(f.remove(i).1);
     }
     // C xenstored only accepts permissions naming known domains.
     if !c.is_domain_introduced(child).unwrap_or(false) {

@@ -549,6 +549,46 @@ fn nephele_dialect_xs_clone_on_the_wire() {
         .clone_tree(4, 10, CloneOp::Basic, "/local/domain/4", "/local/domain/10")
         .expect_err("missing");
     assert!(e.is_enoent(), "{e}");
+    // ... after create_implicit_path, which (outside a transaction) leaves
+    // the destination's parents behind even when the clone fails.
+    let e = c
+        .clone_tree(
+            4,
+            10,
+            CloneOp::DevVif,
+            "/local/domain/0/backend/vif/4/0",
+            "/local/domain/0/backend/vif/10/0",
+        )
+        .expect_err("missing");
+    assert!(e.is_enoent(), "{e}");
+    assert!(
+        c.exists(TxId::NONE, "/local/domain/0/backend/vif/10")
+            .expect("exists")
+    );
+    assert!(
+        !c.exists(TxId::NONE, "/local/domain/0/backend/vif/10/0")
+            .expect("exists")
+    );
+    // An injected failure: after the implicit parents, nothing copied.
+    proxy.fail_clone("/local/domain/11/device/vif/0", "EIO");
+    let e = c
+        .clone_tree(
+            3,
+            11,
+            CloneOp::DevVif,
+            "/local/domain/3/device/vif/0",
+            "/local/domain/11/device/vif/0",
+        )
+        .expect_err("injected");
+    assert_eq!(e.errno(), Some(errno::EIO), "{e}");
+    assert!(
+        c.exists(TxId::NONE, "/local/domain/11/device/vif")
+            .expect("exists")
+    );
+    assert!(
+        !c.exists(TxId::NONE, "/local/domain/11/device/vif/0")
+            .expect("exists")
+    );
 }
 
 #[test]

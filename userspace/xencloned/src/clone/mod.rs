@@ -143,6 +143,17 @@ pub struct Clone {
     pub vifs: Vec<VifSlot>,
     pub error: Option<String>,
     pub phase: Phase,
+    /// `XS_CLONE` destinations this clone asked for, in order (made, found
+    /// made on a re-delivered entry, or failed): what [`rollback`] removes.
+    pub xs_dests: Vec<XsDest>,
+}
+
+/// One `XS_CLONE` destination of a clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XsDest {
+    pub path: String,
+    /// The tree is this clone's (made by it, or by its previous delivery).
+    pub ours: bool,
 }
 
 impl Clone {
@@ -155,6 +166,7 @@ impl Clone {
             vifs: Vec::new(),
             error: None,
             phase: Phase::Cloning,
+            xs_dests: Vec::new(),
         }
     }
 
@@ -257,9 +269,88 @@ pub fn start(
             "{e}"
         );
         c.fail(e.to_string());
+        // A clone that failed to set up completes at once: its vifs do not
+        // wait, and what XS_CLONE made for it is removed, so a retry meets
+        // no partial trees and netback no backend of a child that never
+        // runs. (Deep copy makes all trees in one transaction: nothing.)
+        for v in &mut c.vifs {
+            if v.state == VifState::WaitingOnline {
+                v.state = VifState::Failed(format!("clone failed: {e}"));
+            }
+        }
+        rollback(env, &c);
     }
     c.phase = Phase::WaitingDevices;
     c
+}
+
+/// The directory of `path` that holds only child `child`'s nodes
+/// (`/local/domain/<c>`, `/libxl/<c>`, `/local/domain/<b>/backend/<type>/<c>`),
+/// if `path` is at or below one (pure).
+pub fn child_root(path: &str, child: u16) -> Option<String> {
+    let c = child.to_string();
+    let parts: Vec<&str> = path.split('/').collect();
+    let end = match parts.as_slice() {
+        ["", "local", "domain", d, ..] if *d == c => 4,
+        ["", "libxl", d, ..] if *d == c => 3,
+        ["", "local", "domain", _, "backend", _, d, ..] if *d == c => 7,
+        _ => return None,
+    };
+    Some(parts[..end].join("/"))
+}
+
+/// Removes what `XS_CLONE` made for a clone that failed: its trees (newest
+/// first), then the child's own directories the requests left behind
+/// (oxenstored makes a destination's parents even when the clone fails)
+/// if nothing else is in them. Trees the clone found and did not make (an
+/// `EEXIST` on a first delivery) are kept. Best effort: errors are logged.
+pub fn rollback(env: &mut Env<'_>, c: &Clone) {
+    use ::xenstore::TxId;
+    if c.xs_dests.is_empty() {
+        return;
+    }
+    let (p, ch, id) = (c.parent(), c.child(), c.entry.id);
+    let mut removed = 0;
+    for d in c.xs_dests.iter().rev().filter(|d| d.ours) {
+        match env.xs.rm(TxId::NONE, &d.path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.is_enoent() => {}
+            Err(e) => tracing::error!(parent = p, child = ch, id, "rollback: rm {}: {e}", d.path),
+        }
+    }
+    let mut roots: Vec<String> = c
+        .xs_dests
+        .iter()
+        .filter_map(|d| child_root(&d.path, ch))
+        .collect();
+    roots.sort();
+    roots.dedup();
+    // Deepest first: a backend dir before the domain's home.
+    roots.sort_by_key(|r| std::cmp::Reverse(r.len()));
+    for r in roots {
+        let empty = match env.xs.directory(TxId::NONE, &r) {
+            Ok(kids) => kids.is_empty(),
+            Err(e) if e.is_enoent() => continue,
+            Err(e) => {
+                tracing::error!(parent = p, child = ch, id, "rollback: directory {r}: {e}");
+                continue;
+            }
+        };
+        if empty {
+            match env.xs.rm(TxId::NONE, &r) {
+                Ok(()) => removed += 1,
+                Err(e) if e.is_enoent() => {}
+                Err(e) => tracing::error!(parent = p, child = ch, id, "rollback: rm {r}: {e}"),
+            }
+        }
+    }
+    tracing::warn!(
+        parent = p,
+        child = ch,
+        id,
+        removed,
+        "clone failed: removed the Xenstore trees XS_CLONE made for child {ch}"
+    );
 }
 
 fn run_stages(
@@ -342,7 +433,7 @@ pub struct CopyItem {
 /// If the daemon refuses `XS_CLONE`, switches to deep copy for good.
 pub fn copy_items(
     env: &mut Env<'_>,
-    c: &Clone,
+    c: &mut Clone,
     stage: &'static str,
     items: &[CopyItem],
 ) -> Result<(), CloneError> {
@@ -357,7 +448,7 @@ pub fn copy_items(
 /// [`XsMode::DeepCopy`] and the caller must deep-copy instead.
 pub fn xs_clone_items(
     env: &mut Env<'_>,
-    c: &Clone,
+    c: &mut Clone,
     stage: &'static str,
     items: &[CopyItem],
 ) -> Result<bool, CloneError> {
@@ -372,7 +463,15 @@ pub fn xs_clone_items(
         {
             continue;
         }
-        match env.xs.clone_tree(p, ch, it.op, &it.src, &it.dst) {
+        let r = env.xs.clone_tree(p, ch, it.op, &it.src, &it.dst);
+        // Ours if made now, or by this entry's previous delivery (XS_CLONE
+        // is atomic per tree: an existing destination is a whole tree).
+        let ours = r.is_ok() || (redelivered && r.as_ref().is_err_and(|e| e.is_eexist()));
+        c.xs_dests.push(XsDest {
+            path: it.dst.clone(),
+            ours,
+        });
+        match r {
             Ok(()) => {}
             Err(e) if e.is_eexist() && redelivered => {
                 tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
@@ -389,6 +488,7 @@ pub fn xs_clone_items(
                     "xenstored refused XS_CLONE ({e}): falling back to deep copy for all clones"
                 );
                 env.opts.mode = XsMode::DeepCopy;
+                c.xs_dests.pop();
                 return Ok(false);
             }
             Err(e) => return Err(c.err(stage, e)),
@@ -522,6 +622,31 @@ mod tests {
         d.phase = Phase::WaitingDevices;
         assert_eq!(d.error.as_deref(), Some("first"));
         assert!(d.ready() && !d.ok(), "no devices: ready at once");
+    }
+
+    #[test]
+    fn child_roots_of_clone_destinations() {
+        assert_eq!(
+            child_root("/local/domain/9/device/vif/0", 9).as_deref(),
+            Some("/local/domain/9")
+        );
+        assert_eq!(
+            child_root("/local/domain/9", 9).as_deref(),
+            Some("/local/domain/9")
+        );
+        assert_eq!(
+            child_root("/libxl/9/device/vif/0", 9).as_deref(),
+            Some("/libxl/9")
+        );
+        assert_eq!(
+            child_root("/local/domain/0/backend/vif/9/0", 9).as_deref(),
+            Some("/local/domain/0/backend/vif/9")
+        );
+        // Not the child's: never removed by a rollback.
+        assert_eq!(child_root("/local/domain/0/backend/vif/3/0", 9), None);
+        assert_eq!(child_root("/local/domain/0", 9), None);
+        assert_eq!(child_root("/local/domain/90", 9), None);
+        assert_eq!(child_root("/libxl", 9), None);
     }
 
     #[test]

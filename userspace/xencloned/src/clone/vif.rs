@@ -129,16 +129,47 @@ pub fn add_slot(env: &mut Env<'_>, c: &mut Clone, v: &ParentVif) {
         tracing::error!("{e}");
         write_hotplug_error(env.xs, &slot.backend, &why);
         slot.state = VifState::Failed(why);
-    } else if c.redelivered() && env.net.exists(&slot.ifname) {
-        // Re-delivered entry whose vif already exists: its uevent is gone.
-        connect_slot(env, c, &mut slot);
+    } else if c.redelivered() {
+        clear_own_stale_error(env.xs, &slot.backend);
+        if env.net.exists(&slot.ifname) {
+            // Re-delivered entry whose vif already exists: its uevent is gone.
+            connect_slot(env, c, &mut slot);
+        }
     }
     c.vifs.push(slot);
 }
 
+/// A re-delivered entry's vif: an error the previous daemon wrote (its
+/// timeout) is removed, so the retried vif waits afresh instead of failing
+/// on a stale status. Netback's own errors are kept.
+fn clear_own_stale_error(xs: &mut Client, backend: &str) {
+    let read = |xs: &mut Client, k: &str| {
+        xs.read_opt(TxId::NONE, &paths::join(backend, k))
+            .ok()
+            .flatten()
+    };
+    if read(xs, "hotplug-status").as_deref() != Some("error")
+        || !read(xs, "hotplug-error").is_some_and(|e| e.starts_with(OWN_ERROR_PREFIX))
+    {
+        return;
+    }
+    tracing::info!(
+        path = backend,
+        "re-delivered entry: removing the previous daemon's vif error"
+    );
+    for k in ["hotplug-status", "hotplug-error"] {
+        if let Err(e) = xs.rm(TxId::NONE, &paths::join(backend, k)) {
+            tracing::warn!(path = backend, "cannot remove {k}: {e}");
+        }
+    }
+}
+
+/// How `hotplug-error` messages written by xencloned start.
+pub const OWN_ERROR_PREFIX: &str = "xencloned error: ";
+
 /// `hotplug-status=error` + `hotplug-error` (best effort, logged).
 pub fn write_hotplug_error(xs: &mut Client, backend: &str, why: &str) {
-    let msg = format!("xencloned error: {why}");
+    let msg = format!("{OWN_ERROR_PREFIX}{why}");
     let r = xs
         .write_str(TxId::NONE, &paths::join(backend, "hotplug-error"), &msg)
         .and_then(|_| xs.write_str(TxId::NONE, &paths::join(backend, "hotplug-status"), "error"));
