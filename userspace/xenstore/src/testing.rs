@@ -4,9 +4,16 @@
 //! The daemon is found through `XC_XENSTORED_ROOT` (the extraction root of
 //! the Xen packages, as printed by `scripts/fetch-xen.sh`), else
 //! `$XDG_CACHE_HOME/xen-clone/xen-4.17/root`, else
-//! `$HOME/.cache/xen-clone/xen-4.17/root`. When `XC_XENSTORED_ROOT` is set
-//! the daemon must be there (tests fail otherwise); without it a missing
-//! daemon makes [`Xenstored::start`] return `None` after printing why.
+//! `$HOME/.cache/xen-clone/xen-4.17/root` (`/root/...` without `$HOME`).
+//! When `XC_XENSTORED_ROOT` is set the daemon must be there (tests fail
+//! otherwise). Without it, a missing daemon is a missing component: see
+//! [`skip`] (a failure in CI, a printed `SKIP` elsewhere).
+//!
+//! Skips: a test may skip only for a missing component (no xenstored, no
+//! network namespace, a kernel without a device kind), never for a failure
+//! of the code under test. Under CI (`CI` set and not `false`/`0`) a missing
+//! component fails the test unless skipping was deliberately allowed with
+//! `XC_ALLOW_SKIP=1`.
 
 use crate::client::{Client, Endpoint};
 use crate::wire::Dialect;
@@ -36,11 +43,39 @@ fn find_root() -> Result<Option<PathBuf>, String> {
     if let Ok(x) = std::env::var("XDG_CACHE_HOME") {
         candidates.push(PathBuf::from(x).join("xen-clone/xen-4.17/root"));
     }
-    if let Ok(h) = std::env::var("HOME") {
-        candidates.push(PathBuf::from(h).join(".cache/xen-clone/xen-4.17/root"));
+    match std::env::var("HOME") {
+        Ok(h) => candidates.push(PathBuf::from(h).join(".cache/xen-clone/xen-4.17/root")),
+        Err(_) => candidates.push(PathBuf::from("/root/.cache/xen-clone/xen-4.17/root")),
     }
-    candidates.push(PathBuf::from("/root/.cache/xen-clone/xen-4.17/root"));
     Ok(candidates.into_iter().find(|c| c.join(BIN).is_file()))
+}
+
+/// Whether a test may skip for a missing component, given `$CI` and
+/// `$XC_ALLOW_SKIP` (pure): always outside CI; in CI only when skipping was
+/// deliberately allowed (`XC_ALLOW_SKIP=1`).
+pub fn skip_allowed(ci: Option<&str>, allow_skip: Option<&str>) -> bool {
+    let in_ci = ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    !in_ci || allow_skip == Some("1")
+}
+
+/// A test cannot run because `component` is missing (not because the code
+/// under test failed): prints `SKIP <test>: <why>` where skipping is
+/// allowed ([`skip_allowed`] with this process's `CI`, `XC_ALLOW_SKIP`),
+/// else fails the test.
+///
+/// # Panics
+/// In CI without `XC_ALLOW_SKIP=1`.
+pub fn skip(test: &str, why: &str) {
+    let ci = std::env::var("CI").ok();
+    let allow = std::env::var("XC_ALLOW_SKIP").ok();
+    if skip_allowed(ci.as_deref(), allow.as_deref()) {
+        eprintln!("SKIP {test}: {why}");
+    } else {
+        panic!(
+            "{test}: {why}; CI={} requires every component (XC_ALLOW_SKIP=1 opts out deliberately)",
+            ci.unwrap_or_default()
+        );
+    }
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -87,11 +122,13 @@ fn shim() -> Result<PathBuf, String> {
 
 impl Xenstored {
     /// Starts a daemon, or returns `None` (after printing the reason) if
-    /// none is installed and `XC_XENSTORED_ROOT` is unset.
+    /// none is installed, `XC_XENSTORED_ROOT` is unset and skipping is
+    /// allowed ([`skip`]).
     ///
     /// # Panics
-    /// If `XC_XENSTORED_ROOT` is set but unusable, or the daemon fails to
-    /// start: the test must not silently pass.
+    /// If `XC_XENSTORED_ROOT` is set but unusable, if no daemon is found in
+    /// CI (without `XC_ALLOW_SKIP=1`), or if the daemon fails to start: the
+    /// test must not silently pass.
     pub fn start(test: &str) -> Option<Xenstored> {
         Xenstored::start_with(test, true)
     }
@@ -106,8 +143,9 @@ impl Xenstored {
         let root = match find_root() {
             Ok(Some(r)) => r,
             Ok(None) => {
-                eprintln!(
-                    "SKIP {test}: no xenstored found (set XC_XENSTORED_ROOT to the root printed by scripts/fetch-xen.sh)"
+                skip(
+                    test,
+                    "no xenstored found (set XC_XENSTORED_ROOT to the root printed by scripts/fetch-xen.sh)",
                 );
                 return None;
             }
@@ -442,4 +480,22 @@ fn fake_xs_clone(c: &mut Client, payload: &[u8], faults: &Faults) -> Result<(), 
             Some(crate::wire::errno::EEXIST) => "EEXIST",
             _ => "EIO",
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::skip_allowed;
+
+    #[test]
+    fn skips_only_outside_ci_or_when_deliberately_allowed() {
+        assert!(skip_allowed(None, None));
+        assert!(skip_allowed(Some(""), None));
+        assert!(skip_allowed(Some("false"), None));
+        assert!(skip_allowed(Some("0"), None));
+        assert!(!skip_allowed(Some("true"), None));
+        assert!(!skip_allowed(Some("1"), None));
+        assert!(!skip_allowed(Some("true"), Some("0")));
+        assert!(!skip_allowed(Some("true"), Some("yes")));
+        assert!(skip_allowed(Some("true"), Some("1")));
+    }
 }

@@ -729,3 +729,61 @@ fn batch_copies_are_exact_on_random_trees() {
         }
     }
 }
+
+/// Run by `missing_xenstored_fails_in_ci` in a child process (with its own
+/// environment); does nothing otherwise.
+#[test]
+fn helper_start_without_xenstored() {
+    if std::env::var("XC_TEST_HELPER").as_deref() != Ok("start-without-xenstored") {
+        return;
+    }
+    assert!(
+        Xenstored::start("helper_start_without_xenstored").is_none(),
+        "found a xenstored"
+    );
+}
+
+/// Without any xenstored, `Xenstored::start` skips outside CI and only
+/// there; in CI (`CI=true`) the test fails, unless `XC_ALLOW_SKIP=1`.
+#[test]
+fn missing_xenstored_fails_in_ci() {
+    let exe = std::env::current_exe().expect("test binary");
+    let empty = std::env::temp_dir().join(format!("xc-no-xenstored-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let run = |ci: Option<&str>, allow: Option<&str>| {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(["--exact", "helper_start_without_xenstored", "--nocapture"])
+            .env("XC_TEST_HELPER", "start-without-xenstored")
+            .env("HOME", &empty)
+            .env_remove("XC_XENSTORED_ROOT")
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("CI")
+            .env_remove("XC_ALLOW_SKIP");
+        if let Some(v) = ci {
+            cmd.env("CI", v);
+        }
+        if let Some(v) = allow {
+            cmd.env("XC_ALLOW_SKIP", v);
+        }
+        let out = cmd.output().expect("run the test binary");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(None, None);
+    assert!(
+        ok && text.contains("SKIP helper_start_without_xenstored"),
+        "{text}"
+    );
+    let (ok, text) = run(Some("true"), None);
+    assert!(
+        !ok && text.contains("no xenstored found"),
+        "must fail in CI: {text}"
+    );
+    let (ok, text) = run(Some("true"), Some("1"));
+    assert!(ok && text.contains("SKIP"), "deliberate opt-out: {text}");
+    let _ = std::fs::remove_dir_all(&empty);
+}
