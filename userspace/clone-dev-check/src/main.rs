@@ -366,12 +366,16 @@ impl Tap {
     }
 }
 
-/// Makes sure debugfs and the device node exist (mounting / creating them if needed).
-/// Returns whether the node was created here (so its mode says nothing about the driver).
-fn setup() -> Res<bool> {
+const MISC_DEV: &str = "/sys/class/misc/xen!clone/dev";
+const MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// Mounts debugfs if needed and makes sure the device node exists. The
+/// node is never made here: it must be the one the kernel's devtmpfs
+/// created when the module registered the device (see [`node_check`]).
+fn setup() -> Res<()> {
     if !Path::new(SIM_INJECT).exists() {
-        let src = CString::new("debugfs").unwrap();
-        let dst = CString::new(DEBUGFS).unwrap();
+        let src = CString::new("debugfs").map_err(|e| e.to_string())?;
+        let dst = CString::new(DEBUGFS).map_err(|e| e.to_string())?;
         // SAFETY: Valid C strings; no data argument.
         unsafe {
             libc::mount(
@@ -383,27 +387,168 @@ fn setup() -> Res<bool> {
             )
         };
     }
-    if Path::new(XEN_CLONE_DEV_PATH).exists() {
-        return Ok(false);
+    if !Path::new(XEN_CLONE_DEV_PATH).exists() {
+        return Err(format!(
+            "{XEN_CLONE_DEV_PATH} missing: devtmpfs must create it when xen_clone_dev registers (mount -t devtmpfs dev /dev; {MISC_DEV}: {})",
+            fs::read_to_string(MISC_DEV)
+                .map(|d| d.trim().to_string())
+                .unwrap_or_else(|e| e.to_string())
+        ));
     }
-    // No devtmpfs: create the node from sysfs.
-    let dev = fs::read_to_string("/sys/class/misc/xen!clone/dev")
-        .map_err(|e| format!("{XEN_CLONE_DEV_PATH} missing and no sysfs entry: {e}"))?;
-    let (maj, min) = dev
+    Ok(())
+}
+
+/// `major:minor` (sysfs `dev`).
+fn parse_dev(s: &str) -> Res<(u32, u32)> {
+    let (maj, min) = s
         .trim()
         .split_once(':')
-        .ok_or_else(|| format!("bad sysfs dev '{dev}'"))?;
-    let (maj, min): (u32, u32) = (
-        maj.parse().map_err(|e| format!("{e}"))?,
-        min.parse().map_err(|e| format!("{e}"))?,
-    );
-    fs::create_dir_all("/dev/xen").map_err(|e| format!("/dev/xen: {e}"))?;
-    let p = CString::new(XEN_CLONE_DEV_PATH).unwrap();
-    // SAFETY: Valid C string.
-    if unsafe { libc::mknod(p.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(maj, min)) } < 0 {
-        return Err(format!("mknod: {}", ename(errno())));
+        .ok_or_else(|| format!("bad device number '{}'", s.trim()))?;
+    Ok((
+        maj.parse().map_err(|e| format!("major '{maj}': {e}"))?,
+        min.trim()
+            .parse()
+            .map_err(|e| format!("minor '{min}': {e}"))?,
+    ))
+}
+
+/// `/proc/self/mountinfo`'s `\ooo` escapes in a mount point.
+fn unescape_mount_point(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8)
+        {
+            out.push(v);
+            i += 4;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
     }
-    Ok(true)
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The type of the filesystem `path` is on, from mountinfo text: the entry
+/// with the longest mount point containing `path` (the last one mounted
+/// wins among equals).
+fn mount_fstype(mountinfo: &str, path: &str) -> Option<String> {
+    let mut best: Option<(usize, String)> = None;
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let (Some(mp), Some(sep)) = (fields.get(4), fields.iter().position(|f| *f == "-")) else {
+            continue;
+        };
+        let Some(fstype) = fields.get(sep + 1) else {
+            continue;
+        };
+        let mp = unescape_mount_point(mp);
+        let inside = mp == "/"
+            || path == mp
+            || path
+                .strip_prefix(mp.as_str())
+                .is_some_and(|r| r.starts_with('/'));
+        if inside && best.as_ref().is_none_or(|(l, _)| mp.len() >= *l) {
+            best = Some((mp.len(), fstype.to_string()));
+        }
+    }
+    best.map(|(_, t)| t)
+}
+
+/// What `stat` says about the device node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct NodeStat {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    rdev: (u32, u32),
+}
+
+fn stat_node(path: &str) -> Res<NodeStat> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(path).map_err(|e| format!("stat {path}: {e}"))?;
+    let rdev = m.rdev();
+    Ok(NodeStat {
+        mode: m.mode(),
+        uid: m.uid(),
+        gid: m.gid(),
+        rdev: (libc::major(rdev), libc::minor(rdev)),
+    })
+}
+
+/// The device node as devtmpfs creates it for the module's misc device:
+/// on devtmpfs, a character device with the registered number, owned by
+/// root, mode 0600 (the driver's `miscdevice.mode`).
+fn node_check(st: &NodeStat, fstype: Option<&str>, want: (u32, u32)) -> Res<()> {
+    if fstype != Some("devtmpfs") {
+        return Err(format!(
+            "{XEN_CLONE_DEV_PATH} is on {}, not devtmpfs: not the node the kernel created",
+            fstype.unwrap_or("an unknown filesystem")
+        ));
+    }
+    if st.mode & libc::S_IFMT != libc::S_IFCHR {
+        return Err(format!("not a character device (mode {:o})", st.mode));
+    }
+    if st.rdev != want {
+        return Err(format!(
+            "device {}:{}, the module registered {}:{}",
+            st.rdev.0, st.rdev.1, want.0, want.1
+        ));
+    }
+    if (st.uid, st.gid) != (0, 0) {
+        return Err(format!("owner {}:{}, want 0:0", st.uid, st.gid));
+    }
+    let perm = st.mode & 0o7777;
+    if perm != 0o600 {
+        return Err(format!("mode {perm:o}"));
+    }
+    Ok(())
+}
+
+/// `device node mode 0600`: the node under /dev/xen, as devtmpfs made it.
+fn check_device_node() -> Res<()> {
+    let want = parse_dev(&fs::read_to_string(MISC_DEV).map_err(|e| format!("{MISC_DEV}: {e}"))?)?;
+    let mountinfo = fs::read_to_string(MOUNTINFO).map_err(|e| format!("{MOUNTINFO}: {e}"))?;
+    let st = stat_node(XEN_CLONE_DEV_PATH)?;
+    node_check(
+        &st,
+        mount_fstype(&mountinfo, XEN_CLONE_DEV_PATH).as_deref(),
+        want,
+    )
+}
+
+/// `open`: the descriptor is the module's character device, open for
+/// reading and writing.
+fn check_open(fd: &Fd) -> Res<()> {
+    let want = parse_dev(&fs::read_to_string(MISC_DEV).map_err(|e| format!("{MISC_DEV}: {e}"))?)?;
+    // SAFETY: zeroed stat is a valid value for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a descriptor we own, into a live struct.
+    if unsafe { libc::fstat(fd.0, &mut st) } < 0 {
+        return Err(format!("fstat: {}", ename(errno())));
+    }
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
+        return Err(format!("not a character device (mode {:o})", st.st_mode));
+    }
+    let got = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+    if got != want {
+        return Err(format!(
+            "opened device {}:{}, the module registered {}:{}",
+            got.0, got.1, want.0, want.1
+        ));
+    }
+    // SAFETY: fcntl on a descriptor we own.
+    let fl = unsafe { libc::fcntl(fd.0, libc::F_GETFL) };
+    if fl < 0 || fl & libc::O_ACCMODE != libc::O_RDWR {
+        return Err(format!(
+            "access mode {:#x}, want O_RDWR",
+            fl & libc::O_ACCMODE
+        ));
+    }
+    Ok(())
 }
 
 /// `--fuzz N [--seed S]`: one TAP check, the fuzzer's verdict.
@@ -446,22 +591,23 @@ fn main() {
         std::process::exit(2);
     }
     let mut t = Tap { n: 0, failed: 0 };
-    let made_node = match setup() {
-        Ok(m) => m,
-        Err(e) => {
-            println!("Bail out! {e}");
-            std::process::exit(2);
-        }
-    };
+    if let Err(e) = setup() {
+        println!("Bail out! {e}");
+        std::process::exit(2);
+    }
 
-    let fd = match open_dev(0) {
-        Ok(fd) => fd,
-        Err(e) => {
-            println!("Bail out! open {XEN_CLONE_DEV_PATH}: {}", ename(e));
+    let opened = open_dev(0).map_err(|e| format!("open {XEN_CLONE_DEV_PATH}: {}", ename(e)));
+    let open_ok = t.check(
+        "open",
+        opened.as_ref().map_err(Clone::clone).and_then(check_open),
+    );
+    let fd = match opened {
+        Ok(fd) if open_ok => fd,
+        _ => {
+            println!("Bail out! cannot use {XEN_CLONE_DEV_PATH}");
             std::process::exit(2);
         }
     };
-    t.check("open", Ok(()));
     let i0 = match info(&fd) {
         Ok(i) if i.flags & XEN_CLONE_INFO_SIMULATED != 0 => i,
         Ok(_) => {
@@ -480,22 +626,8 @@ fn main() {
     let i0 = info(&fd).unwrap_or(i0);
 
     t.check(
-        "device node mode 0600",
-        if made_node {
-            Ok(())
-        } else {
-            fs::metadata(XEN_CLONE_DEV_PATH)
-                .map_err(|e| e.to_string())
-                .and_then(|m| {
-                    use std::os::unix::fs::PermissionsExt;
-                    let mode = m.permissions().mode() & 0o7777;
-                    if mode == 0o600 {
-                        Ok(())
-                    } else {
-                        Err(format!("mode {mode:o}"))
-                    }
-                })
-        },
+        "device node mode 0600 (devtmpfs, as the kernel created it)",
+        check_device_node(),
     );
     t.check(
         "second open is EBUSY",
@@ -784,5 +916,74 @@ fn main() {
     if t.failed > 0 {
         println!("# {} of {} checks failed", t.failed, t.n);
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO_DEVTMPFS: &str = "\
+22 1 0:21 / / rw,relatime - rootfs rootfs rw
+23 22 0:5 / /dev rw,relatime - devtmpfs dev rw,size=1000k,mode=755
+24 22 0:22 / /proc rw,relatime - proc proc rw
+25 22 0:23 / /sys rw,relatime - sysfs sysfs rw
+";
+
+    fn node() -> NodeStat {
+        NodeStat {
+            mode: libc::S_IFCHR | 0o600,
+            uid: 0,
+            gid: 0,
+            rdev: (10, 122),
+        }
+    }
+
+    #[test]
+    fn mount_of_the_node() {
+        assert_eq!(
+            mount_fstype(MOUNTINFO_DEVTMPFS, "/dev/xen/clone").as_deref(),
+            Some("devtmpfs")
+        );
+        assert_eq!(
+            mount_fstype(MOUNTINFO_DEVTMPFS, "/devx/clone").as_deref(),
+            Some("rootfs")
+        );
+        // A tmpfs mounted over /dev/xen hides devtmpfs's node.
+        let over = format!("{MOUNTINFO_DEVTMPFS}30 23 0:40 / /dev/xen rw - tmpfs tmpfs rw\n");
+        assert_eq!(
+            mount_fstype(&over, "/dev/xen/clone").as_deref(),
+            Some("tmpfs")
+        );
+        let esc = "1 0 0:1 / / rw - rootfs rootfs rw\n2 1 0:2 / /my\\040dev rw - devtmpfs dev rw\n";
+        assert_eq!(
+            mount_fstype(esc, "/my dev/xen/clone").as_deref(),
+            Some("devtmpfs")
+        );
+        assert_eq!(parse_dev("10:122\n"), Ok((10, 122)));
+        assert!(parse_dev("10").is_err());
+    }
+
+    /// The node counts only as devtmpfs created it: a node made by hand
+    /// (mknod on a /dev that is not devtmpfs) fails the check even with
+    /// the right mode, and so does any other mode, type, number or owner.
+    #[test]
+    fn node_is_checked_as_the_kernel_created_it() {
+        assert_eq!(node_check(&node(), Some("devtmpfs"), (10, 122)), Ok(()));
+        let e = node_check(&node(), Some("tmpfs"), (10, 122)).expect_err("mknod'ed");
+        assert!(e.contains("not devtmpfs"), "{e}");
+        assert!(node_check(&node(), None, (10, 122)).is_err());
+        let mut n = node();
+        n.mode = libc::S_IFCHR | 0o666;
+        assert_eq!(
+            node_check(&n, Some("devtmpfs"), (10, 122)),
+            Err("mode 666".into())
+        );
+        n.mode = libc::S_IFREG | 0o600;
+        assert!(node_check(&n, Some("devtmpfs"), (10, 122)).is_err());
+        assert!(node_check(&node(), Some("devtmpfs"), (10, 123)).is_err());
+        let mut n = node();
+        n.uid = 1000;
+        assert!(node_check(&n, Some("devtmpfs"), (10, 122)).is_err());
     }
 }
