@@ -31,6 +31,10 @@ use kernel::{
 /// Passes of a drain before yielding (each pass re-reads `prod_idx`).
 const DRAIN_PASSES: u32 = 64;
 
+/// Entries one `read()` takes out of the tracker at a time, to copy them to userspace without
+/// holding the lock (on the stack: 16 * 40 bytes).
+const READ_BATCH: usize = 16;
+
 /// Why `CLONEOP_enable` did not give the device a ring. Its `Display` is the `dmesg` line that
 /// says what is wrong and what to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -487,39 +491,97 @@ impl Device {
 
     /// `read()`: whole [`XenCloneEntry`] records.
     pub(crate) fn read(&self, file: &File, mut out: UserSliceWriter) -> Result<usize> {
+        let max = out.len() / size_of::<XenCloneEntry>();
+        let nonblock = file.flags() & O_NONBLOCK != 0;
+        self.read_entries(nonblock, max, |e| out.write(e))
+    }
+
+    /// Hands up to `max` deliverable entries, oldest first, to `copy` (the copy to the
+    /// reader's buffer); returns the number of bytes handed over. Blocks for the first entry
+    /// unless `nonblock` (then `EAGAIN`).
+    ///
+    /// `copy` runs without the device lock held: a reader whose buffer faults (or sleeps in a
+    /// page fault, e.g. on `userfaultfd` or a slow file mapping) must not stall the drain worker,
+    /// completions or the orphan check. Entries are therefore taken out of the tracker under the
+    /// lock, at most [`READ_BATCH`] at a time, marked handed out, copied, and any that `copy`
+    /// refused are put back in their place (queued, delivered again next, nothing lost).
+    /// An error of `copy` is returned only if nothing was copied.
+    pub(crate) fn read_entries(
+        &self,
+        nonblock: bool,
+        max: usize,
+        mut copy: impl FnMut(&XenCloneEntry) -> Result,
+    ) -> Result<usize> {
         const SZ: usize = size_of::<XenCloneEntry>();
-        let max = out.len() / SZ;
         if max == 0 {
             return Err(EINVAL);
         }
-        let nonblock = file.flags() & O_NONBLOCK != 0;
-        let mut g = self.state.lock();
-        while !g.tracker.has_deliverable() {
-            if nonblock {
-                return Err(EAGAIN);
-            }
-            if self.readers.wait_interruptible(&mut g) {
-                return Err(ERESTARTSYS);
-            }
-        }
         let mut done = 0;
         while done < max {
-            let Some(d) = g.tracker.peek() else {
+            let mut batch = [(0u64, XenCloneEntry::default()); READ_BATCH];
+            let mut taken = 0;
+            {
+                let mut g = self.state.lock();
+                if done == 0 {
+                    while !g.tracker.has_deliverable() {
+                        if nonblock {
+                            return Err(EAGAIN);
+                        }
+                        if self.readers.wait_interruptible(&mut g) {
+                            return Err(ERESTARTSYS);
+                        }
+                    }
+                }
+                while taken < READ_BATCH && done + taken < max {
+                    let Some(d) = g.tracker.peek() else {
+                        break;
+                    };
+                    g.tracker.mark_delivered(d.idx);
+                    batch[taken] = (d.idx, d.entry);
+                    taken += 1;
+                }
+            }
+            if taken == 0 {
                 break;
-            };
-            if let Err(e) = out.write(&d.entry) {
+            }
+            // Unlocked: see above.
+            let mut copied = 0;
+            let mut fault = None;
+            for (_, e) in &batch[..taken] {
+                if let Err(e) = copy(e) {
+                    fault = Some(e);
+                    break;
+                }
+                copied += 1;
+            }
+            let redelivered = batch[..copied]
+                .iter()
+                .filter(|(_, e)| e.flags & XEN_CLONE_ENTRY_REDELIVERED != 0)
+                .count() as u64;
+            if copied < taken || redelivered > 0 {
+                let mut g = self.state.lock();
+                g.counters.redeliveries += redelivered;
+                for &(idx, _) in &batch[copied..taken] {
+                    g.tracker.undeliver(idx);
+                }
+            }
+            done += copied;
+            if let Some(e) = fault {
+                // Another reader (thread) may take what was put back.
+                self.readers.notify_all();
                 if done == 0 {
                     return Err(e);
                 }
                 break;
             }
-            g.tracker.mark_delivered(d.idx);
-            if d.entry.flags & XEN_CLONE_ENTRY_REDELIVERED != 0 {
-                g.counters.redeliveries += 1;
-            }
-            done += 1;
         }
         Ok(done * SZ)
+    }
+
+    /// Test helper: whether the device lock is free right now.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn lock_is_free(&self) -> bool {
+        self.state.try_lock().is_some()
     }
 
     /// `poll()`: readable while an entry waits.

@@ -399,6 +399,35 @@ mod tracker_tests {
         Ok(())
     }
 
+    /// A reader that could not copy entries hands them back: they are queued again, in order,
+    /// ahead of later ones, with their redelivered flag.
+    #[test]
+    fn undeliver_puts_back_in_place() -> Result {
+        let mut t = Tracker::new(16, 0)?;
+        assert!(push_n(&mut t, 4, 0));
+        assert!(deliver_n(&mut t, 3));
+        t.undeliver(2);
+        t.undeliver(1);
+        assert_eq!(t.queued(), 3);
+        assert_eq!(t.outstanding(), 1);
+        assert_eq!(t.lookup(1), Err(LookupError::NotHandedOut));
+        assert_eq!(t.peek().map(|d| d.idx), Some(1));
+        // Completed in between: nothing to put back.
+        t.mark_completed(0);
+        t.undeliver(0);
+        assert_eq!(t.queued(), 3);
+        // The redelivered flag survives.
+        assert!(deliver_n(&mut t, 1));
+        assert_eq!(t.release_all(0), 1);
+        let d = t.peek().ok_or(EINVAL)?;
+        assert_eq!((d.idx, d.entry.flags), (1, XEN_CLONE_ENTRY_REDELIVERED));
+        t.mark_delivered(1);
+        t.undeliver(1);
+        let d = t.peek().ok_or(EINVAL)?;
+        assert_eq!((d.idx, d.entry.flags), (1, XEN_CLONE_ENTRY_REDELIVERED));
+        Ok(())
+    }
+
     /// Restarting the window allocates nothing and forgets everything.
     #[test]
     fn reset_restarts_window() -> Result {
@@ -535,7 +564,9 @@ mod sim_tests {
 
 #[kunit_tests(xen_clone_device)]
 mod device_tests {
-    use crate::abi::XEN_CLONE_ENABLE_PAGE_SHARING_POOL;
+    use crate::abi::{
+        XenCloneEntry, XEN_CLONE_ENABLE_PAGE_SHARING_POOL, XEN_CLONE_ENTRY_REDELIVERED,
+    };
     use crate::device::{Config, Device, EnableError, Enabled};
     use crate::ffi::RingMem;
     use crate::hv::{Backend, Hypervisor};
@@ -546,6 +577,8 @@ mod device_tests {
         sync::Arc,
         time::{delay::fsleep, Delta},
     };
+
+    const SZ: usize = core::mem::size_of::<XenCloneEntry>();
 
     fn new_device_with(
         sim: &Arc<SimHv>,
@@ -580,6 +613,15 @@ mod device_tests {
 
     fn says(e: EnableError, what: &str) -> Result<bool> {
         Ok(message(e)?.to_str().map_err(|_| EINVAL)?.contains(what))
+    }
+
+    /// Reads up to `max` entries without blocking into `out`; returns how many.
+    fn read_n(dev: &Device, max: usize, out: &mut KVec<XenCloneEntry>) -> Result<usize> {
+        let n = dev.read_entries(true, max, |e| {
+            out.push(*e, GFP_KERNEL)?;
+            Ok(())
+        })?;
+        Ok(n / SZ)
     }
 
     /// Consumption into the tracker, id checks, and the unload path: pending entries are
@@ -767,6 +809,82 @@ mod device_tests {
         assert!(dev.enable().is_err());
         assert!(sim.is_enabled());
         assert!(dev.ring().is_leaked());
+        Ok(())
+    }
+
+    /// Issue 12 item 5: entries are copied to the reader without the device lock held, in
+    /// order, over several batches.
+    #[test]
+    fn read_copies_outside_the_lock() -> Result {
+        let (sim, dev) = new_device(0)?;
+        assert_eq!(entries_num(&dev), Ok(128));
+        assert_eq!(sim.inject(1, 100, 40), Ok(40));
+        dev.drain();
+        let mut unlocked = true;
+        let mut next = 0u32;
+        let mut in_order = true;
+        let n = dev.read_entries(true, 64, |e| {
+            unlocked &= dev.lock_is_free();
+            in_order &= e.id == next;
+            next += 1;
+            Ok(())
+        })?;
+        assert_eq!(n, 40 * SZ);
+        assert!(unlocked);
+        assert!(in_order);
+        let i = dev.info();
+        assert_eq!((i.queued, i.outstanding), (0, 40));
+        assert_eq!(dev.read_entries(true, 1, |_| Ok(())), Err(EAGAIN));
+        dev.shutdown();
+        Ok(())
+    }
+
+    /// Issue 12 item 5: entries a reader's buffer could not take are put back, in order,
+    /// delivered next; nothing is lost or marked handed out.
+    #[test]
+    fn read_fault_puts_back() -> Result {
+        let (sim, dev) = new_device(0)?;
+        assert_eq!(entries_num(&dev), Ok(128));
+        assert_eq!(sim.inject(1, 100, 5), Ok(5));
+        dev.drain();
+        // The third copy faults: two entries read.
+        let mut k = 0;
+        let n = dev.read_entries(true, 5, |_| {
+            k += 1;
+            if k == 3 {
+                Err(EFAULT)
+            } else {
+                Ok(())
+            }
+        })?;
+        assert_eq!(n, 2 * SZ);
+        let i = dev.info();
+        assert_eq!((i.queued, i.outstanding), (3, 2));
+        assert_eq!(dev.complete(2), Err(ENOENT));
+        // The first copy faults: the error, nothing handed out.
+        assert_eq!(dev.read_entries(true, 5, |_| Err(EFAULT)), Err(EFAULT));
+        assert_eq!(dev.info().outstanding, 2);
+        let mut got = KVec::new();
+        assert_eq!(read_n(&dev, 8, &mut got)?, 3);
+        assert_eq!(got.iter().map(|e| e.id).sum::<u32>(), 2 + 3 + 4);
+        assert!(got[0].id == 2 && got[2].id == 4);
+        assert!(got.iter().all(|e| e.flags == 0));
+        assert_eq!(dev.info().counters.redeliveries, 0);
+        // Redelivered entries keep their flag when put back, and count once, when read.
+        dev.release();
+        assert_eq!(dev.read_entries(true, 5, |_| Err(EFAULT)), Err(EFAULT));
+        assert_eq!(dev.info().counters.redeliveries, 0);
+        let mut got = KVec::new();
+        assert_eq!(read_n(&dev, 8, &mut got)?, 5);
+        assert!(got.iter().all(|e| e.flags == XEN_CLONE_ENTRY_REDELIVERED));
+        assert_eq!(dev.info().counters.redeliveries, 5);
+        for id in 0..5 {
+            dev.complete(id)?;
+        }
+        assert_eq!(sim.stats().completed, 5);
+        assert_eq!(dev.read_entries(true, 1, |_| Ok(())), Err(EAGAIN));
+        assert_eq!(dev.read_entries(true, 0, |_| Ok(())), Err(EINVAL));
+        dev.shutdown();
         Ok(())
     }
 }

@@ -237,6 +237,22 @@ impl Tracker {
         }
     }
 
+    /// Takes back the entry `idx` handed out by [`Tracker::mark_delivered`] that never reached
+    /// its reader: it is queued again, in its place (it is the next one [`Tracker::peek`]
+    /// returns if no earlier entry is queued), keeping its redelivered flag. Does nothing if the
+    /// entry is not outstanding any more.
+    pub(crate) fn undeliver(&mut self, idx: u64) {
+        if !self.in_window(idx) || self.slot(idx).state != SlotState::Outstanding {
+            return;
+        }
+        self.slot_mut(idx).state = SlotState::Queued;
+        self.outstanding -= 1;
+        self.queued += 1;
+        if idx.wrapping_sub(self.base) < self.deliver.wrapping_sub(self.base) {
+            self.deliver = idx;
+        }
+    }
+
     fn in_window(&self, idx: u64) -> bool {
         idx.wrapping_sub(self.base) < self.next.wrapping_sub(self.base)
     }
