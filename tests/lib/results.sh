@@ -36,7 +36,7 @@ xc_report() {
 import json, re, sys
 name, log, qemu_rc, elapsed, problems = sys.argv[1:6]
 lines = open(log, errors="replace").read().splitlines()
-checks, times, done = [], {}, False
+checks, times, counts, done = [], {}, {}, False
 ktap = []
 for l in lines:
     m = re.search(r"XC-CHECK (\S+) (pass|fail)\s*(.*)$", l)
@@ -45,6 +45,9 @@ for l in lines:
     m = re.search(r"XC-TIME (\S+) (\d+)", l)
     if m:
         times[m[1]] = int(m[2])
+    m = re.search(r"XC-COUNT (\S+) (\d+)", l)
+    if m:
+        counts[m[1]] = int(m[2])
     if re.search(r"\bXC-DONE\b", l):
         done = True
     # KTAP results of KUnit suites (printed as "    ok 1 name" / "# ..."),
@@ -60,7 +63,7 @@ traps = [l for l in lines if re.search(r"traps: \S+\[\d+\]|\S+\[\d+\]: segfault 
 bad = [l for l in lines if not l.lstrip().startswith("(XEN)") and l not in traps
        and re.search(problems, l)]
 res = {"name": name, "qemu_exit": int(qemu_rc), "elapsed_ms": int(elapsed), "done": done,
-       "checks": checks, "times_ms": times, "ktap": ktap, "kernel_problems": bad[:50],
+       "checks": checks, "times_ms": times, "counts": counts, "ktap": ktap, "kernel_problems": bad[:50],
        "userspace_traps": traps[:20]}
 print(json.dumps(res, indent=1))
 PY
@@ -73,6 +76,8 @@ for c in r["checks"]:
     fails += not c["ok"]
 for k, v in r["times_ms"].items():
     print(f"  TIME {r['name']}/{k} {v} ms")
+for k, v in r.get("counts", {}).items():
+    print(f"  COUNT {r['name']}/{k} {v}")
 if not r["done"]:
     print(f"  FAIL {r['name']}/completed  (no XC-DONE: timeout or crash, qemu exit {r['qemu_exit']})"); fails += 1
 traps = r.get("userspace_traps", [])

@@ -41,7 +41,7 @@ d=$work/nephele-dom0
 xc_dom0_base "$d" "$kdir" "$kver"
 xc_nephele_toolstack "$d" "$neph"
 mkdir -p "$d/boot"
-cp "$neph"/guests/* "$d/boot/"
+cp "$neph/guests/forker" "$neph/guests/server-udp" "$d/boot/"
 install -m755 "$XC_ROOT/tests/nephele/dom0/init" "$d/init"
 cp "$XC_ROOT/tests/nephele/dom0/lib.sh" "$d/xc/nephele.sh"
 cp -r "$XC_ROOT/tests/nephele/scenarios" "$d/xc/scenarios"

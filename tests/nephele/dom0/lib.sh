@@ -39,6 +39,18 @@ xn_xs_requests() {
 	cxenstored) grep -c '^IN ' "$XN_CX_TRACE" ;;
 	esac
 }
+# xn_xs_mark: a position in the xenstored's request log (its line count).
+xn_xs_log() { [ "$XN_XENSTORED" = oxenstored ] && echo "$XN_OX_LOG" || echo "$XN_CX_TRACE"; }
+xn_xs_mark() { wc -l <"$(xn_xs_log)"; }
+# xn_xs_hist FROM TO: the requests between two marks, counted by connection
+# and operation, on the console (where the requests of a clone go).
+xn_xs_hist() {
+	sed -n "$(($1 + 1)),$2p" "$(xn_xs_log)" | case $XN_XENSTORED in
+	oxenstored) grep -vE '(newconn|endconn|coalesce|commit|conflict|w event|w notfired) ' |
+		awk '{ sub(/^\[[^]]*\] */, ""); c = $1; sub(/\..*/, "", c); print c, $2, ($2 == "t" || $2 == "w" || $2 == "is" || $2 == "reset") ? $3 : "" }' ;;
+	*) awk '$1 == "IN" { print $2, $5 }' ;;
+	esac | sort | uniq -c | sort -rn | sed 's/^/XC-LOG xs-requests: /'
+}
 # xn_xs_clone_ops: XS_CLONE requests served so far (oxenstored only; the C
 # xenstored has no such operation: 0).
 xn_xs_clone_ops() {
@@ -72,7 +84,8 @@ xn_setup() {
 		nephele-xencloned $_a "$@" >/tmp/nephele-xencloned.log 2>&1 &
 		echo $! >/tmp/nephele-xencloned.pid
 		sleep 2
-		xc_check nephele-xencloned-start kill -0 "$(cat /tmp/nephele-xencloned.pid)"
+		xc_check nephele-xencloned-start kill -0 "$(cat /tmp/nephele-xencloned.pid)" ||
+			{ sed 's/^/XC-LOG nephele-xencloned: /' /tmp/nephele-xencloned.log | tail -n 20; return 1; }
 		return
 	fi
 	xc_check xen-clone-dev-load xn_xcd_load &&

@@ -6,7 +6,7 @@
 nb=${XN_BATCH:-16}; nx=${XN_XL_BATCH:-4}
 xn_setup || return 0
 
-xc_check guest-created xn_guest batch1 forker "$((nb + nx))" "mode=batch n=$nb start_delay_ms=1000" &&
+xc_check guest-created xn_guest batch1 forker "$((nb + nx))" "mode=batch n=$nb start_ms=1000" &&
 	parent=$(xc_domid batch1)
 t0=$(xc_now_ms)
 if xc_wait 180 xn_console_has batch1 "XCF parent .*batch n=$nb rc=0"; then

@@ -7,7 +7,7 @@
 nb=${XN_BATCH:-16}
 xn_setup || return 0
 # Kill after the first few completions, before the last.
-xc_check guest-created xn_guest crash1 forker "$nb" "mode=batch n=$nb start_delay_ms=1000"
+xc_check guest-created xn_guest crash1 forker "$nb" "mode=batch n=$nb start_ms=1000"
 xc_wait 120 sh -c "[ \"\$(sed -n 's/^completions //p' $XN_XCD/counters)\" -ge 2 ]" ||
 	xc_fail daemon-1-progress "completions: $(xn_xcd_counter completions)"
 kill -9 "$(xc_xencloned_pid 1)"

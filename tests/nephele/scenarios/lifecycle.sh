@@ -6,7 +6,7 @@
 xc_check netback-clone-load modprobe netback_clone
 # 1. pending clone: no daemon and no orphan policy, a guest forks.
 xc_check xen-clone-dev-load xn_xcd_load orphan_timeout=0
-xc_check guest-created xn_guest life1 forker 8 "mode=fork count=1 start_delay_ms=500"
+xc_check guest-created xn_guest life1 forker 8 "mode=fork count=1 start_ms=500"
 xc_wait 30 sh -c "[ \"\$(sed -n 's/^notifications //p' $XN_XCD/counters)\" -ge 1 ]" ||
 	xc_fail clone-notified "notifications $(xn_xcd_counter notifications)"
 if out=$(rmmod xen_clone_dev 2>&1); then
@@ -24,7 +24,7 @@ xl destroy life1; for c in $(xl list | awk '$1 ~ /^life1-child-/ { print $2 }');
 i=1
 while [ $i -le 3 ]; do
 	ok=1
-	xn_xcd_load && xc_xencloned_run "c$i" && xn_guest "cyc$i" forker 1 "mode=fork count=1 start_delay_ms=500" &&
+	xn_xcd_load && xc_xencloned_run "c$i" && xn_guest "cyc$i" forker 1 "mode=fork count=1 start_ms=500" &&
 		xc_wait 60 xn_console_has "cyc$i" "XCF parent .*done forks=1" || ok=0
 	xc_xencloned_stop "c$i"
 	rmmod xen_clone_dev || ok=0
@@ -49,6 +49,6 @@ fi
 if out=$(xencloned -R 2>&1); then xc_pass reset-disables-ring "$(echo "$out" | tail -n 1)"; else xc_fail reset-disables-ring "$(echo "$out" | tail -n 2 | tr '\n' '|')"; fi
 xc_check load-after-reset xn_xcd_load
 xc_check daemon-after-reset xc_xencloned_run r1
-xn_guest rst1 forker 1 "mode=fork count=1 start_delay_ms=500" &&
+xn_guest rst1 forker 1 "mode=fork count=1 start_ms=500" &&
 	xc_wait 60 xn_console_has rst1 "XCF parent .*done forks=1" && xc_pass fork-after-reset-returned || xc_fail fork-after-reset-returned
 xc_xencloned_stop r1

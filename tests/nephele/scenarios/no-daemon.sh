@@ -4,7 +4,7 @@
 # devices), as the README documents; the module logs and counts it.
 xc_check netback-clone-load modprobe netback_clone
 xc_check xen-clone-dev-load xn_xcd_load orphan_timeout=5
-xc_check guest-created xn_guest orphan1 forker 1 "mode=fork count=1 start_delay_ms=500"
+xc_check guest-created xn_guest orphan1 forker 1 "mode=fork count=1 start_ms=500"
 t0=$(xc_now_ms)
 if xc_wait 60 xn_console_has orphan1 "XCF parent .*done forks=1"; then
 	xc_pass parent-unblocked "fork() returned $(( $(xc_now_ms) - t0 )) ms after create"

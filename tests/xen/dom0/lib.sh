@@ -3,6 +3,7 @@
 # tests/xen/run.sh:
 #   XC-CHECK <name> pass|fail [detail]
 #   XC-TIME <name> <milliseconds>
+#   XC-COUNT <name> <number>
 #   XC-DONE
 xc_log() { echo "XC-LOG $*"; }
 xc_pass() { echo "XC-CHECK $1 pass${2:+ $2}"; }
@@ -23,13 +24,17 @@ xc_check() {
 # Milliseconds since boot (10 ms resolution).
 xc_now_ms() { read -r _up _ </proc/uptime; echo "${_up%.*}${_up#*.}0"; }
 xc_time() { echo "XC-TIME $1 $2"; }
+# xc_count NAME N: a count (requests, entries) for result.json.
+xc_count() { echo "XC-COUNT $1 $2"; }
 
-# xc_wait SECONDS CMD...: poll CMD every 0.1 s until it succeeds.
+# xc_wait SECONDS CMD...: poll CMD every XC_WAIT_S (0.1) s until it succeeds.
+# A poll is a process or two, which under TCG competes with what is measured:
+# poll less often while timing something.
 xc_wait() {
 	_deadline=$(( $(xc_now_ms) + $1 * 1000 )); shift
 	while ! "$@" >/dev/null 2>&1; do
 		[ "$(xc_now_ms)" -lt "$_deadline" ] || return 1
-		sleep 0.1
+		sleep "${XC_WAIT_S:-0.1}"
 	done
 }
 
