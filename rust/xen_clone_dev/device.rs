@@ -141,6 +141,18 @@ pub(crate) struct Enabled {
     pub(crate) pool_reused: bool,
 }
 
+/// What [`Device::shutdown`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ShutdownReport {
+    /// Pending entries completed by the module (their parents do not block).
+    pub(crate) auto_completed: u64,
+    /// Entries the hypervisor published after the fence, found only after `CLONEOP_disable`:
+    /// they can no longer be completed.
+    pub(crate) stranded: u64,
+    /// `CLONEOP_disable` succeeded (otherwise the pages are leaked).
+    pub(crate) disabled: bool,
+}
+
 /// Static configuration (module parameters).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Config {
@@ -173,8 +185,9 @@ struct State {
 ///
 /// # Invariants
 ///
-/// - `state.consumer` is `Some` once the hypervisor accepted `ring` ([`Device::enable`]); its
-///   `cons` equals `state.tracker.next()`: every consumed entry is tracked until completed.
+/// - `state.consumer` is `Some` exactly while the hypervisor may write `ring` (from a
+///   successful [`Device::enable`] to [`Device::shutdown`]); its `cons` equals
+///   `state.tracker.next()`: every consumed entry is tracked until completed.
 /// - Once the hypervisor accepted `ring`, it is freed only after a successful `CLONEOP_disable`;
 ///   every path that cannot disable it leaks it ([`RingMem::leak`]).
 /// - Unless `state.stopped`, `state.module_ref` is `Some` exactly while the tracker is not idle,
@@ -735,36 +748,115 @@ impl Device {
         writeln!(f, "orphan_timeout {}", i.orphan_timeout_secs)
     }
 
-    /// Module exit: the device is deregistered and the VIRQ unbound. Consumes what is left,
-    /// completes anything pending (nobody can any more), then disables the ring; frees the pages
-    /// only if the hypervisor let go of them.
-    pub(crate) fn shutdown(&self) {
+    /// Teardown (module exit, or a load that failed after enable). The caller has already
+    /// stopped opens and work items (no file is open: each holds a module reference), and
+    /// unbinds the VIRQ only after this returns.
+    ///
+    /// Order, from what Nephele's `CLONEOP_disable` does (`clone.c`, `do_clone_op`): it unmaps
+    /// the ring and frees the completion ring at once, even under parents still waiting there,
+    /// and every completion after it gets `EPERM`. So disabling first would strand every entry
+    /// not yet completed, and a notification that arrives between a last drain and the disable
+    /// would strand its parent. Instead:
+    ///
+    /// 1. Fence the ring ([`Consumer::fence`]): the hypervisor sees it full and notifies no
+    ///    more children (those it clones from now on stay paused without a notification, as
+    ///    on a full ring, and their parents do not wait for them); completions still work.
+    /// 2. Drain what was published before the fence, and complete every pending entry, queued
+    ///    or handed out (nobody can complete them any more), so no parent waits when the
+    ///    completion ring goes away. Bounded: nothing new enters the ring.
+    /// 3. `CLONEOP_disable`: the hypervisor lets go of the pages. They are freed with the
+    ///    device only if it did, and leaked otherwise ([`Device::disable_or_leak`]).
+    /// 4. Look at the ring once more: an entry published by a producer whose room check ran
+    ///    before the fence landed could only show up now; it cannot be completed any more, so
+    ///    it is reported (`stranded`).
+    ///
+    /// What is left is on Xen's side: `notification_ring_add` re-checks for room in an
+    /// `ASSERT`, a few instructions after the check that let it in, so a fence landing exactly
+    /// between the two trips that assertion on a debug hypervisor (on a release one the entry
+    /// is added and ends up `stranded`). Without the fence, the window was everything from the
+    /// last drain to the disable, and ended with Xen freeing the completion ring under the
+    /// parent.
+    pub(crate) fn shutdown(&self) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
         let mut g = self.state.lock();
-        self.drain_locked(&mut g);
-        let pending = u64::from(g.tracker.queued()) + u64::from(g.tracker.outstanding());
-        if pending > 0 {
-            let mut idx = g.tracker.base();
-            let end = g.tracker.next();
-            while idx != end {
-                if g.tracker.is_pending(idx) {
-                    if self.hv.complete(g.tracker.id_of(idx)).is_err() {
-                        g.counters.hypervisor_errors += 1;
-                    }
-                    g.tracker.mark_completed(idx);
-                }
-                idx = idx.wrapping_add(1);
+        g.stopped = true;
+        if let Some(c) = g.consumer.as_mut() {
+            c.fence(&self.ring);
+        } else {
+            // Never enabled (or a failed enable already disabled it).
+            g.module_ref = None;
+            return report;
+        }
+        loop {
+            let new = self.drain_locked(&mut g);
+            let done = self.complete_all_locked(&mut g);
+            report.auto_completed += done;
+            // Completing may have made room in the tracker for what is left in the ring.
+            if new == 0 && done == 0 {
+                break;
             }
-            g.counters.auto_completions += pending;
+        }
+        if report.auto_completed > 0 {
             pr_warn!(
                 "unloading with {} clone(s) pending: completed them so their parents do not block\n",
-                pending
+                report.auto_completed
             );
         }
-        g.stopped = true;
         g.module_ref = None;
-        drop(g);
-        if self.disable_or_leak("at unload") {
+        report.disabled = self.disable_or_leak("at unload");
+        if report.disabled {
             pr_info!("clone ring disabled\n");
+            report.stranded = self.count_stranded(&mut g);
         }
+        g.consumer = None;
+        report
+    }
+
+    /// Completes every queued or outstanding entry (teardown); returns how many.
+    fn complete_all_locked(&self, g: &mut State) -> u64 {
+        let pending = u64::from(g.tracker.queued()) + u64::from(g.tracker.outstanding());
+        let mut idx = g.tracker.base();
+        let end = g.tracker.next();
+        while idx != end {
+            if g.tracker.is_pending(idx) {
+                if self.hv.complete(g.tracker.id_of(idx)).is_err() {
+                    g.counters.hypervisor_errors += 1;
+                }
+                g.tracker.mark_completed(idx);
+            }
+            idx = idx.wrapping_add(1);
+        }
+        g.counters.auto_completions += pending;
+        pending
+    }
+
+    /// After a successful `CLONEOP_disable`: entries published since the last drain, which the
+    /// hypervisor no longer accepts completions for. Consumes and reports them.
+    fn count_stranded(&self, g: &mut State) -> u64 {
+        /// Lines at most, one per entry.
+        const REPORT_MAX: u64 = 16;
+        let Some(c) = g.consumer.as_mut() else {
+            return 0;
+        };
+        let mut n = 0u64;
+        c.consume(&self.ring, |_, e| {
+            if n < REPORT_MAX {
+                pr_err!(
+                    "clone notification id {} (parent domid {}, child domid {}) arrived while the ring was being disabled; Xen no longer accepts its completion: the child stays paused, its parent may stay blocked\n",
+                    e.id,
+                    e.parent,
+                    e.child
+                );
+            }
+            n += 1;
+            true
+        });
+        if n > REPORT_MAX {
+            pr_err!(
+                "{} clone notifications in all arrived while the ring was being disabled\n",
+                n
+            );
+        }
+        n
     }
 }

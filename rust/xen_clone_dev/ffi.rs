@@ -419,6 +419,13 @@ impl RingMem {
         self.write_hdr(HDR_CONS, cons);
     }
 
+    /// `virt_mb()`: orders this side's earlier stores before its later loads (e.g. a store
+    /// of `cons_idx` before the next load of `prod_idx`).
+    pub(crate) fn full_barrier(&self) {
+        // SAFETY: FFI call without preconditions.
+        unsafe { xcd_virt_mb() };
+    }
+
     fn entry_ptr(&self, slot: u64) -> Option<*mut RingEntry> {
         if slot >= self.slots() {
             return None;

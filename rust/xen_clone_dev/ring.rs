@@ -49,10 +49,12 @@ pub(crate) struct Pass {
 /// # Invariants
 ///
 /// `n` is a power of two not larger than the ring's slot count; `cons` is the index of the next
-/// entry to consume and the last value published to `cons_idx` (this side owns `cons_idx`).
+/// entry to consume (this side owns `cons_idx`). The last value published to `cons_idx` is
+/// `cons`, or `cons - n` once `fenced`: the producer then sees a full ring for good.
 pub(crate) struct Consumer {
     n: u64,
     cons: u64,
+    fenced: bool,
 }
 
 impl Consumer {
@@ -60,7 +62,48 @@ impl Consumer {
     /// `cons_idx` is `cons`.
     pub(crate) fn new(ring: &RingMem, n: u64, cons: u64) -> Result<Self> {
         let n = check_entries_num(ring, n)?;
-        Ok(Self { n, cons })
+        Ok(Self {
+            n,
+            cons,
+            fenced: false,
+        })
+    }
+
+    /// The value of `cons_idx` that tells the producer how far this side consumed.
+    fn published(&self) -> u64 {
+        if self.fenced {
+            self.cons.wrapping_sub(self.n)
+        } else {
+            self.cons
+        }
+    }
+
+    /// Stops the producer for good: from now on `cons_idx` is published `n` entries behind the
+    /// real consumer index, so the producer (which checks `prod - cons_idx >= n` before every
+    /// entry and validates nothing else, Nephele `clone.c` `CLONING_RING_IS_FULL`) sees a full
+    /// ring, however much is consumed. Entries it published before seeing the fence are still
+    /// consumed normally. The full barrier orders the fence before the next read of
+    /// `prod_idx`.
+    ///
+    /// This is how teardown stops notifications while completions still work (the hypervisor
+    /// has no other way: `CLONEOP_disable` also refuses every later completion).
+    pub(crate) fn fence(&mut self, ring: &RingMem) {
+        self.fenced = true;
+        ring.publish_cons(self.published());
+        ring.full_barrier();
+    }
+
+    /// Whether [`Consumer::fence`] was called.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced
+    }
+
+    /// Entries published and not consumed yet, or `None` if the header is inconsistent.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn pending(&self, ring: &RingMem) -> Option<u64> {
+        let avail = ring.prod_acquire().wrapping_sub(self.cons);
+        (avail <= self.n).then_some(avail)
     }
 
     /// Ring size.
@@ -99,7 +142,7 @@ impl Consumer {
                 break;
             }
             self.cons = self.cons.wrapping_add(1);
-            ring.publish_cons(self.cons);
+            ring.publish_cons(self.published());
             pass.consumed += 1;
         }
         pass
@@ -179,6 +222,25 @@ impl Producer {
             return Err(ProduceError::Corrupt);
         }
         Ok(used < self.n)
+    }
+
+    /// Writes one entry (id = current `prod`, truncated) and publishes it without checking for
+    /// room: a producer whose room check ran before the consumer's last `cons_idx` update.
+    /// Returns the index. Test-only.
+    pub(crate) fn force_produce(&mut self, ring: &RingMem, parent: u16, child: u16) -> u64 {
+        let idx = self.prod;
+        let e = RingEntry {
+            id: idx as u32,
+            parent,
+            child,
+            parent_si_mfn: 0,
+            child_si_mfn: 0,
+        };
+        // `n` fits the pages by the type invariant, so the slot is always inside.
+        ring.sim_write_entry(idx & (self.n - 1), &e);
+        self.prod = idx.wrapping_add(1);
+        ring.sim_publish_prod(self.prod);
+        idx
     }
 
     /// Writes one entry (id = current `prod`, truncated) and publishes it. Returns the index.

@@ -10,14 +10,18 @@
 //!   looping) and the back-pressure is counted;
 //! - a completion is accepted for an id in the completion window `[cons, prod)` that is
 //!   `CREATED`; any other id gets `EINVAL`; completing a `COMPLETED` id again is a no-op that
-//!   Xen asserts on in debug builds (counted here as `double_completions`);
+//!   Xen asserts on in debug builds (counted here as `double_completions`); once disabled,
+//!   completions get `EPERM`;
 //! - slots are freed over the contiguous completed prefix;
 //! - `CLONEOP_enable` answers `EBUSY` while the ring is enabled, and, with
 //!   `CLONEOP_FLAG_USE_PAGE_SHARING_INFO_POOL`, also when the page-sharing pool exists: it is
-//!   created by the first enable with the flag and never freed, not even by `CLONEOP_disable`.
+//!   created by the first enable with the flag and never freed, not even by `CLONEOP_disable`;
+//! - `CLONEOP_disable` does not wait for anything: entries still waiting for completion are
+//!   dropped (in Xen their parents sleep on freed memory: counted as `waiting_at_disable`), and
+//!   children not notified yet stay paused forever (`unnotified_at_disable`).
 //!
 //! Test-only fault knobs ([`SimFaults`]) make it misbehave like a hypervisor can: a bad
-//! `entries_num`, a failing `CLONEOP_disable`.
+//! `entries_num`, a failing `CLONEOP_disable`, clones racing with `CLONEOP_disable`.
 //!
 //! Control from userspace goes through debugfs (see the module documentation).
 
@@ -140,6 +144,11 @@ pub(crate) struct SimStats {
     pub(crate) invalid_completions: u64,
     /// Completions of an id already completed (Xen asserts on these in debug builds).
     pub(crate) double_completions: u64,
+    /// Notified entries whose completion was still awaited when `CLONEOP_disable` came: Xen
+    /// frees its completion ring under their waiting parents.
+    pub(crate) waiting_at_disable: u64,
+    /// Children cloned but never notified when `CLONEOP_disable` came (they stay paused).
+    pub(crate) unnotified_at_disable: u64,
 }
 
 /// Test-only misbehaviour of the simulated hypervisor.
@@ -149,6 +158,12 @@ pub(crate) struct SimFaults {
     pub(crate) bad_entries_num: Option<u64>,
     /// `CLONEOP_disable` fails with this error (and the ring stays enabled).
     pub(crate) disable_error: Option<Error>,
+    /// A parent clones `(parent, child, count)` at the moment `CLONEOP_disable` is issued, just
+    /// before the hypervisor handles it: children are notified if the ring has room.
+    pub(crate) clone_at_disable: Option<(u16, u16, u32)>,
+    /// Entries written at the moment `CLONEOP_disable` is issued without looking at
+    /// `cons_idx`: a clone whose room check ran before the consumer's last update of it.
+    pub(crate) racy_entries_at_disable: u32,
 }
 
 /// The simulated hypervisor's view of an enabled ring.
@@ -342,6 +357,8 @@ impl SimHv {
         writeln!(f, "backpressure: {}", s.backpressure)?;
         writeln!(f, "invalid_completions: {}", s.invalid_completions)?;
         writeln!(f, "double_completions: {}", s.double_completions)?;
+        writeln!(f, "waiting_at_disable: {}", s.waiting_at_disable)?;
+        writeln!(f, "unnotified_at_disable: {}", s.unnotified_at_disable)?;
         writeln!(f, "page_sharing_pool: {}", u8::from(g.pool))?;
         write!(f, "completed_ids:")?;
         // Oldest first.
@@ -382,13 +399,39 @@ impl Hypervisor for SimHv {
 
     fn disable(&self) -> Result {
         let mut g = self.inner.lock();
+        let g = &mut *g;
         if g.enabled.is_none() {
             return Err(EINVAL);
+        }
+        // Clones racing with the disable hypercall.
+        if let Some((parent, child, count)) = g.faults.clone_at_disable.take() {
+            for k in 0..count {
+                if !g.backlog.push((parent, child.wrapping_add(k as u16))) {
+                    break;
+                }
+                g.stats.injected += 1;
+            }
+            Self::pump_locked(g);
+        }
+        let racy = core::mem::take(&mut g.faults.racy_entries_at_disable);
+        if let Some(en) = g.enabled.as_mut() {
+            for k in 0..racy {
+                if !en.completion.has_room() {
+                    break;
+                }
+                let idx = en.producer.force_produce(&en.ring, 0xfff0, k as u16);
+                en.completion.push(idx);
+                g.stats.injected += 1;
+                g.stats.notified += 1;
+            }
         }
         if let Some(e) = g.faults.disable_error {
             return Err(e);
         }
-        g.enabled = None;
+        if let Some(en) = g.enabled.take() {
+            g.stats.waiting_at_disable += en.completion.waiting();
+        }
+        g.stats.unnotified_at_disable += g.backlog.len as u64;
         g.backlog.clear();
         g.blocked = false;
         Ok(())
@@ -398,7 +441,7 @@ impl Hypervisor for SimHv {
         let mut g = self.inner.lock();
         let g = &mut *g;
         let Some(en) = g.enabled.as_mut() else {
-            return Err(EINVAL);
+            return Err(EPERM);
         };
         let c = &mut en.completion;
         let off = u64::from(id.wrapping_sub(c.cons as u32));

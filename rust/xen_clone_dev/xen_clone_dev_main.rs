@@ -11,8 +11,10 @@
 //! `dmesg` line saying what is wrong and what to do.
 //!
 //! Unload: while notifications are pending the module holds a reference on itself, so `rmmod`
-//! fails with `EBUSY`. At exit it issues `CLONEOP_disable` and frees the pages only if that
-//! succeeded; otherwise it leaks them (and says so).
+//! fails with `EBUSY`. At exit (see [`XenCloneModule::drop`] and [`Device::shutdown`]): no more
+//! opens or work items; the ring is fenced so that Xen notifies no more children; what is left
+//! is drained and completed; `CLONEOP_disable`; then the VIRQ is unbound. The pages are freed
+//! only if `CLONEOP_disable` succeeded; otherwise they are leaked (and `dmesg` says so).
 //!
 //! debugfs (`/sys/kernel/debug/xen_clone/`): `counters`, `state`; with `simulate=1` (TEST ONLY)
 //! also `sim_inject` (write `parent child [count]` lines: `count` children `child, child+1, ...`
@@ -270,8 +272,9 @@ impl kernel::Module for XenCloneModule {
             Ok(r) => r,
             Err(e) => {
                 pr_err!("cannot register /dev/xen/clone: {:?}\n", e);
-                drop(virq);
+                // The teardown of `Drop`, in the same order.
                 device.shutdown();
+                drop(virq);
                 return Err(e);
             }
         };
@@ -303,12 +306,21 @@ impl kernel::Module for XenCloneModule {
 }
 
 impl Drop for XenCloneModule {
+    /// Teardown, in this order (the window issue 12 found between the last drain and the
+    /// disable is closed by step 3):
+    /// 1. debugfs files go (no more simulated clones from tests);
+    /// 2. the misc device is deregistered and the work items are stopped: no open (none is open:
+    ///    each file holds a module reference), no drain or orphan check runs concurrently;
+    /// 3. [`Device::shutdown`]: fence the ring (Xen notifies no more children), drain and
+    ///    complete everything pending, `CLONEOP_disable`, report anything that still slipped in;
+    /// 4. only then unbind `VIRQ_CLONED`: Xen raises it only for entries it adds, and it adds
+    ///    none after the disable; until then an event only kicks the (stopped) drain work;
+    /// 5. the device, and with it the ring pages, are freed, unless `CLONEOP_disable` failed
+    ///    (then the pages are leaked).
     fn drop(&mut self) {
         self.debugfs = None;
-        // No file is open (each holds a module reference) and nothing is pending (we would hold
-        // one). Stop opens and work items, then the VIRQ, then tear the ring down.
         self.runtime = None;
-        self.virq = None;
         self.device.shutdown();
+        self.virq = None;
     }
 }
