@@ -36,8 +36,12 @@ struct RunArgs {
     daemon: bool,
     /// Cache parent descriptions (at most 32, LRU); an entry is dropped when
     /// the parent's control/shutdown changes or @releaseDomain shows it gone.
-    #[arg(short = 'c', long = "cache")]
+    /// The default: accepted for Nephele's -c.
+    #[arg(short = 'c', long = "cache", overrides_with = "no_cache")]
     cache: bool,
+    /// Read the parent's description again for every clone.
+    #[arg(long = "no-cache")]
+    no_cache: bool,
     /// Leave clones paused after completion (fuzzing).
     #[arg(short = 'p', long = "paused")]
     paused: bool,
@@ -398,7 +402,7 @@ fn run(
             vif_timeout: Duration::from_millis(a.vif_timeout_ms),
             garp: a.garp,
         },
-        cache: a.cache,
+        cache: !a.no_cache,
         stats_file: Some(a.stats_file.clone()),
         signals: true,
     };
@@ -561,6 +565,10 @@ mod tests {
 
     #[test]
     fn adopt_only_excludes_the_modes_it_cannot_serve() {
+        let d = Cli::try_parse_from(["xencloned"]).expect("parse");
+        assert!(!d.run.no_cache, "the parent cache is on by default");
+        let n = Cli::try_parse_from(["xencloned", "--no-cache"]).expect("parse");
+        assert!(n.run.no_cache);
         let c = Cli::try_parse_from(["xencloned", "--adopt-only", "--cache"]).expect("parse");
         assert!(c.run.adopt_only && c.run.cache);
         for other in ["--simulate", "-n", "--reset"] {
