@@ -30,6 +30,8 @@ pub struct ParentInfo {
     pub start_info: StartInfo,
     pub store_port: u32,
     pub has_libxl: bool,
+    /// `/libxl/<p>/device/console/0` exists (cloned with the console).
+    pub has_libxl_console: bool,
     pub console_backend: Option<String>,
     pub has_console: bool,
     pub skip_network: bool,
@@ -163,6 +165,10 @@ pub fn read_parent(
     let has_libxl = xs
         .exists(TxId::NONE, &paths::libxl_path(domid))
         .map_err(|source| ParentError::Xs { domid, source })?;
+    let has_libxl_console = has_libxl
+        && xs
+            .exists(TxId::NONE, &paths::libxl_device_dir(domid, "console", 0))
+            .map_err(|source| ParentError::Xs { domid, source })?;
     let vif_dir = paths::join(&home, "device/vif");
     let devids = match xs.directory(TxId::NONE, &vif_dir) {
         Ok(d) => d,
@@ -201,6 +207,7 @@ pub fn read_parent(
         start_info,
         store_port,
         has_libxl,
+        has_libxl_console,
         console_backend,
         has_console,
         skip_network,
@@ -287,6 +294,7 @@ mod tests {
             start_info: StartInfo::default(),
             store_port: 1,
             has_libxl: false,
+            has_libxl_console: false,
             console_backend: None,
             has_console: false,
             skip_network: false,
@@ -336,6 +344,7 @@ pub(crate) mod tests_support {
             start_info: StartInfo::default(),
             store_port: 1,
             has_libxl: false,
+            has_libxl_console: false,
             console_backend: None,
             has_console: true,
             skip_network: false,

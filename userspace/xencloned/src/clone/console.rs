@@ -36,14 +36,17 @@ pub fn console_items(
             optional: false,
         });
     }
-    items.push(CopyItem {
-        op: CloneOp::DevConsole,
-        src: paths::libxl_device_dir(p, "console", 0),
-        dst: paths::libxl_device_dir(child, "console", 0),
-        overrides: vec![],
-        mark_cloned: false,
-        optional: true,
-    });
+    // Whether it exists is part of the parent's description: no request.
+    if parent.has_libxl_console {
+        items.push(CopyItem {
+            op: CloneOp::DevConsole,
+            src: paths::libxl_device_dir(p, "console", 0),
+            dst: paths::libxl_device_dir(child, "console", 0),
+            overrides: vec![],
+            mark_cloned: false,
+            optional: false,
+        });
+    }
     Ok(items)
 }
 
@@ -96,6 +99,10 @@ mod tests {
             console_mfn: 77,
             ..Default::default()
         };
+        // No libxl console dir in the parent's description: nothing to
+        // clone there, and nothing asked of xenstored to find that out.
+        assert_eq!(console_items(&p, 9, &si).expect("valid").len(), 2);
+        p.has_libxl_console = true;
         let items = console_items(&p, 9, &si).expect("valid");
         assert_eq!(items.len(), 3);
         assert_eq!(
@@ -105,7 +112,10 @@ mod tests {
         assert_eq!(items[0].overrides, vec![("ring-ref", "77".to_string())]);
         assert_eq!(items[1].dst, "/local/domain/0/backend/console/9/0");
         assert_eq!(items[2].src, "/libxl/3/device/console/0");
-        assert!(items[2].optional);
+        assert!(
+            !items[2].optional,
+            "its existence is known: no exists request"
+        );
         assert!(
             items
                 .iter()

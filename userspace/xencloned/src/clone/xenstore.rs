@@ -29,7 +29,8 @@ pub fn basic_items(parent: &ParentInfo, child: u16, child_si: &StartInfo) -> Vec
             dst: paths::libxl_path(child),
             overrides: vec![],
             mark_cloned: false,
-            optional: true,
+            // Known to exist: the parent's description says so.
+            optional: false,
         });
     }
     items
