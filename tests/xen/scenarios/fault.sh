@@ -7,7 +7,7 @@
 #   fault-unprivileged      open/ioctl without CAP_SYS_ADMIN / as nobody refused
 #   fault-ring-full         producer back-pressure, nothing dropped (no daemon)
 #   fault-fuzz              random ioctls, sizes, ids, short reads: documented errnos only
-#   (fault-sigkill-burst    SIGKILL mid-burst of 200 + restart: scenario fault-burst)
+#   (SIGKILL mid-batch + restart: tests/nephele/scenarios/crash-restart.sh, on the real hypervisor)
 #   fault-malformed-*       bad parent Xenstore content: clone fails cleanly, logged
 #                           with the path, completed; the daemon keeps serving
 #   fault-orphan-policy     no daemon: orphan_timeout completes waiting clones
