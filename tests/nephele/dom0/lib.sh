@@ -42,14 +42,25 @@ xn_xs_requests() {
 # xn_xs_mark: a position in the xenstored's request log (its line count).
 xn_xs_log() { [ "$XN_XENSTORED" = oxenstored ] && echo "$XN_OX_LOG" || echo "$XN_CX_TRACE"; }
 xn_xs_mark() { wc -l <"$(xn_xs_log)"; }
-# xn_xs_hist FROM TO: the requests between two marks, counted by connection
-# and operation, on the console (where the requests of a clone go).
-xn_xs_hist() {
+# xn_xs_reqs FROM TO: the requests between two marks, one "CONNECTION OP" line
+# each (oxenstored: A<n> for a socket, D<n> for a domain's ring; the C
+# xenstored: the connection's address).
+xn_xs_reqs() {
 	sed -n "$(($1 + 1)),$2p" "$(xn_xs_log)" | case $XN_XENSTORED in
 	oxenstored) grep -vE '(newconn|endconn|coalesce|commit|conflict|w event|w notfired) ' |
-		awk '{ sub(/^\[[^]]*\] */, ""); c = $1; sub(/\..*/, "", c); print c, $2, ($2 == "t" || $2 == "w" || $2 == "is" || $2 == "reset") ? $3 : "" }' ;;
+		awk '{ sub(/^\[[^]]*\] */, ""); c = $1; sub(/\..*/, "", c); print c, $2 ($2 ~ /^(t|w|is|reset)$/ ? " " $3 : "") }' ;;
 	*) awk '$1 == "IN" { print $2, $5 }' ;;
-	esac | sort | uniq -c | sort -rn | sed 's/^/XC-LOG xs-requests: /'
+	esac
+}
+# xn_xs_hist FROM TO: those requests counted by connection and operation, on
+# the console (where the requests of a clone go).
+xn_xs_hist() { xn_xs_reqs "$1" "$2" | sort | uniq -c | sort -rn | sed 's/^/XC-LOG xs-requests: /'; }
+# xn_xs_daemon_requests FROM TO: the requests of the clone daemon's own
+# connections between two marks: those that sent XS_INTRODUCE (only the
+# daemon introduces the clones' stores).
+xn_xs_daemon_requests() {
+	xn_xs_reqs "$1" "$2" | awk '{ n[$1]++ } tolower($2) == "introduce" { d[$1] = 1 }
+		END { t = 0; for (c in d) t += n[c]; print t }'
 }
 # xn_xs_clone_ops: XS_CLONE requests served so far (oxenstored only; the C
 # xenstored has no such operation: 0).
