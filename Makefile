@@ -4,6 +4,8 @@
 #   make KDIR=/path      modules against your own (patched, CONFIG_RUST=y) Dom0 build tree
 #   make modules-clippy  modules with CLIPPY=1 (warnings are errors)
 #   make kernel          the patched test kernel (scripts/build-kernel.sh)
+#   make install         after a build: modules, xencloned, its unit, configuration
+#                        and man page (DESTDIR=, PREFIX=/usr, KDIR=; see "Installing")
 #
 # The two commands of the README are scripts/demo.sh and scripts/test.sh.
 
@@ -16,6 +18,7 @@ MODULE_DIRS := rust/xen_clone_dev rust/netback_clone
 KMAKE = $(MAKE) -C $(KDIR) LLVM=1
 
 .PHONY: all modules modules-clippy modules-fmt-check patches-check modules-clean userspace kernel clean
+.PHONY: install install-modules install-userspace install-dist
 
 all: modules userspace
 
@@ -53,3 +56,53 @@ kernel:
 
 clean: modules-clean
 	cd userspace && cargo clean
+
+# Installing, like a Dom0 component. Modules go to /lib/modules/<kver>/extra of
+# DESTDIR (kver: the KDIR build tree's kernel.release), followed by depmod -b
+# DESTDIR; the rest under PREFIX, configuration under DESTDIR/etc.
+PREFIX ?= /usr
+SBINDIR ?= $(PREFIX)/sbin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/xen-clone
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+DEPMOD ?= /sbin/depmod
+MODINFO ?= /sbin/modinfo
+MODULE_KOS := $(foreach d,$(MODULE_DIRS),$(d)/$(notdir $(d)).ko)
+KVER = $(shell cat $(KDIR)/include/config/kernel.release 2>/dev/null)
+RELEASE_DIR := userspace/target/release
+DEST := $(abspath $(or $(DESTDIR),/))
+
+install: install-modules install-userspace install-dist
+
+# Nothing is built here: run `make` (or `make modules userspace`) first. The
+# modules must have been built for KDIR's kernel (their vermagic).
+install-modules:
+	@test -n "$(KVER)" || { echo "no $(KDIR)/include/config/kernel.release: is KDIR a built kernel tree?" >&2; exit 1; }
+	@for ko in $(MODULE_KOS); do \
+		test -f $$ko || { echo "$$ko: not built; run 'make modules' first" >&2; exit 1; }; \
+		v=$$($(MODINFO) -F vermagic $$ko | cut -d' ' -f1); \
+		test "$$v" = "$(KVER)" || { echo "$$ko: built for $$v, KDIR is $(KVER); run 'make modules' again" >&2; exit 1; }; \
+	done
+	install -d $(DEST)/lib/modules/$(KVER)/extra
+	install -m 0644 $(MODULE_KOS) $(DEST)/lib/modules/$(KVER)/extra/
+	$(DEPMOD) -b $(DEST) $(KVER)
+
+# The man page is generated into the build tree from the same clap definitions
+# as --help (the hidden `xencloned man`).
+install-userspace:
+	@test -x $(RELEASE_DIR)/xencloned || { echo "$(RELEASE_DIR)/xencloned: not built; run 'make userspace' first" >&2; exit 1; }
+	$(RELEASE_DIR)/xencloned man > $(RELEASE_DIR)/xencloned.8.tmp
+	mv $(RELEASE_DIR)/xencloned.8.tmp $(RELEASE_DIR)/xencloned.8
+	install -D -m 0755 $(RELEASE_DIR)/xencloned $(DEST)$(SBINDIR)/xencloned
+	install -D -m 0644 $(RELEASE_DIR)/xencloned.8 $(DEST)$(MANDIR)/man8/xencloned.8
+
+install-dist:
+	install -d $(DEST)$(SYSTEMDUNITDIR) $(DEST)$(DATADIR) \
+		$(DEST)$(SYSCONFDIR)/modprobe.d $(DEST)$(SYSCONFDIR)/modules-load.d
+	sed 's|@SBINDIR@|$(SBINDIR)|g' dist/xencloned.service > $(DEST)$(SYSTEMDUNITDIR)/xencloned.service
+	chmod 0644 $(DEST)$(SYSTEMDUNITDIR)/xencloned.service
+	sed 's|@SBINDIR@|$(SBINDIR)|g' dist/rc.local.xen-clone > $(DEST)$(DATADIR)/rc.local.xen-clone
+	chmod 0755 $(DEST)$(DATADIR)/rc.local.xen-clone
+	install -m 0644 dist/modprobe.d-xen-clone.conf $(DEST)$(SYSCONFDIR)/modprobe.d/xen-clone.conf
+	install -m 0644 dist/modules-load.d-xen-clone.conf $(DEST)$(SYSCONFDIR)/modules-load.d/xen-clone.conf

@@ -46,6 +46,8 @@ lint() {
 	make -s -C "$XC_ROOT" modules-clippy || rc=1
 	# modules-clippy leaves clippy-built objects; rebuild the plain ones for the VMs.
 	make -s -C "$XC_ROOT" modules || rc=1
+	# make install DESTDIR=<tmp>: the tree, modes, units, depmod.
+	"$XC_ROOT/scripts/test-install.sh" || rc=1
 	return $rc
 }
 

@@ -16,11 +16,19 @@ use xencloned::source::{CloneSource, DeviceSource, IdleSource};
 use xencloned::uevent::KernelUevents;
 use xenstore::{Client, Dialect, Endpoint};
 
-/// Dom0 clone daemon: gives each cloned Xen domain its Xenstore trees,
-/// console and vifs, then completes the clone through /dev/xen/clone and
-/// unpauses the child. Compatible with Nephele's xencloned options.
+/// Dom0 daemon for Nephele's Xen VM cloning
+///
+/// Gives each cloned Xen domain its Xenstore trees, console and vifs, then
+/// completes the clone through /dev/xen/clone and unpauses the child.
+/// Compatible with Nephele's xencloned options; with no option it probes
+/// the xenstored (XS_CLONE or deep copy) and the domctl version itself.
 #[derive(Parser, Debug)]
-#[command(name = "xencloned", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "xencloned",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  xencloned                  foreground, logs on stderr (systemd: Type=notify)\n  xencloned -D               background, logs in /var/log/xen/xencloned.log\n  xencloned status           the daemon's counters, then xen_clone_dev's\n  xencloned -R               free a ring a killed daemon left enabled"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -196,6 +204,10 @@ enum Cmd {
         #[command(subcommand)]
         op: NetCmd,
     },
+    /// Write the manual page (roff, section 8) to stdout; `make install`
+    /// installs it as xencloned.8.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Subcommand, Debug)]
@@ -225,6 +237,15 @@ fn main() -> ExitCode {
         Some(Cmd::Net { op }) => {
             init_logging(LevelFilter::INFO);
             return net(op);
+        }
+        Some(Cmd::Man) => {
+            return match man_page(&mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("xencloned: man: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         None => {}
     }
@@ -527,10 +548,165 @@ fn net(op: NetCmd) -> ExitCode {
     }
 }
 
+/// The manual page, from the same `clap` definitions as `--help`: the
+/// daemon's options, one subsection per command with its options, then
+/// the files, the signals and the related pages.
+fn man_page(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    use roff::{Roff, bold, italic, roman};
+    let cmd = Cli::command().disable_help_subcommand(true);
+    let man = clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .manual("System Manager's Manual")
+        .source(format!("xen-clone {}", env!("CARGO_PKG_VERSION")));
+    man.render_title(w)?;
+    man.render_name_section(w)?;
+    man.render_synopsis_section(w)?;
+    man.render_description_section(w)?;
+    man.render_options_section(w)?;
+    let mut r = Roff::new();
+    r.control("SH", ["COMMANDS"]);
+    let mut subs: Vec<(String, &clap::Command)> = Vec::new();
+    for sub in cmd.get_subcommands().filter(|c| !c.is_hide_set()) {
+        if sub.has_subcommands() {
+            for s in sub.get_subcommands().filter(|c| !c.is_hide_set()) {
+                subs.push((format!("{} {}", sub.get_name(), s.get_name()), s));
+            }
+        } else {
+            subs.push((sub.get_name().to_string(), sub));
+        }
+    }
+    for (name, sub) in subs {
+        let mut synopsis = vec![bold(format!("xencloned {name}"))];
+        for a in sub.get_arguments().filter(|a| !a.is_hide_set()) {
+            let id = a.get_id().as_str();
+            if id == "help" {
+                continue;
+            }
+            if a.is_positional() {
+                synopsis.push(roman(" "));
+                synopsis.push(italic(id.to_uppercase()));
+            }
+        }
+        r.control("SS", [name.as_str()]);
+        r.text(synopsis);
+        if let Some(about) = sub.get_long_about().or_else(|| sub.get_about()) {
+            r.control("PP", []);
+            r.text([roman(about.to_string())]);
+        }
+        for a in sub
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_positional())
+        {
+            let Some(long) = a.get_long() else { continue };
+            if long == "help" {
+                continue;
+            }
+            r.control("TP", []);
+            let mut head = vec![bold(format!("--{long}"))];
+            if let Some(v) = a.get_value_names() {
+                head.push(roman(" "));
+                head.push(italic(v.join(" ")));
+            }
+            r.text(head);
+            let mut help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if let Some(d) = a.get_default_values().first() {
+                help.push_str(&format!(" [default: {}]", d.to_string_lossy()));
+            }
+            r.text([roman(help)]);
+        }
+    }
+    r.control("SH", ["FILES"]);
+    for (f, what) in [
+        (
+            XEN_CLONE_DEV_PATH,
+            "The clone device of the xen_clone_dev module (exclusive open).",
+        ),
+        (
+            "/run/xencloned/stats.json",
+            "Counters and recent latencies (JSON), rewritten at most every 200 ms; read by xencloned status.",
+        ),
+        (
+            "/var/log/xen/xencloned.log",
+            "The log with -D (without -D the log goes to stderr).",
+        ),
+        (
+            DEBUGFS_DIR,
+            "xen_clone_dev's state and counters, read by xencloned status and info.",
+        ),
+        (
+            "/etc/modprobe.d/xen-clone.conf",
+            "Parameters of xen_clone_dev (ring_pages, orphan_timeout, page_sharing_pool).",
+        ),
+        (
+            "/etc/modules-load.d/xen-clone.conf",
+            "Loads xen_clone_dev and netback_clone at boot.",
+        ),
+    ] {
+        r.control("TP", []);
+        r.text([italic(f)]);
+        r.text([roman(what)]);
+    }
+    r.control("SH", ["EXAMPLES"]);
+    for (c, what) in [
+        (
+            "xencloned",
+            "Foreground, logs on stderr; READY=1 to $NOTIFY_SOCKET (systemd Type=notify).",
+        ),
+        (
+            "xencloned -D",
+            "Background, logs in /var/log/xen/xencloned.log (rc.local).",
+        ),
+        (
+            "xencloned status",
+            "The daemon's counters and latencies, then xen_clone_dev's.",
+        ),
+        (
+            "xencloned -R",
+            "Free a clone ring a killed daemon left enabled, so that xen_clone_dev loads.",
+        ),
+    ] {
+        r.control("TP", []);
+        r.text([bold(c)]);
+        r.text([roman(what)]);
+    }
+    r.control("SH", ["SIGNALS"]);
+    r.text([roman(
+        "SIGTERM, SIGINT and SIGQUIT stop the daemon after the stats file is written. \
+         Under systemd (Type=notify) READY=1 is sent once the device, Xenstore and \
+         netlink are open, STOPPING=1 at shutdown.",
+    )]);
+    r.control("SH", ["SEE ALSO"]);
+    r.text([roman(
+        "xl(1), xenstored(8), modprobe(8), systemd.service(5); \
+         the xen-clone README for /dev/xen/clone's ABI and the module parameters.",
+    )]);
+    r.to_writer(w)?;
+    man.render_version_section(w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn man_page_has_the_options_and_the_commands() {
+        let mut out = Vec::new();
+        man_page(&mut out).expect("render");
+        let s = String::from_utf8(out).expect("utf-8");
+        assert!(s.contains("\n.TH xencloned 8 "), "{}", &s[..80]);
+        for want in [
+            "stats\\-file",
+            ".SS status",
+            ".SS \"net enslave\"",
+            ".SH FILES",
+            "/dev/xen/clone",
+        ] {
+            assert!(s.contains(want), "{want} missing from the man page");
+        }
+        assert!(!s.contains(".SS man"), "the hidden man command is listed");
+    }
 
     #[test]
     fn cli_is_consistent() {
