@@ -74,6 +74,12 @@ xn_fork_series() {
 		else
 			xc_fail "${P}status-while-running" "$(echo "$st" | head -n 5 | tr '\n' '|')"
 		fi
+		# info reads the module's state, not the device the daemon holds.
+		if inf=$(xencloned info 2>&1) && echo "$inf" | grep -Eq "completions[\": ]+$n\b"; then
+			xc_pass "${P}info-while-running"
+		else
+			xc_fail "${P}info-while-running" "$(echo "$inf" | head -n 5 | tr '\n' '|')"
+		fi
 	fi
 
 	# Which Xenstore path ran, by the xenstored's own count.
