@@ -35,7 +35,7 @@ mod trace;
 
 use clap::Parser;
 use harness::{Harness, Setup};
-use json::{J, obj};
+use json::{J, num, obj, obj_from, pretty};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -352,9 +352,9 @@ fn total(o: &Ops) -> u64 {
 }
 
 fn per(o: &Ops, n: u32) -> J {
-    J::Obj(
+    obj_from(
         o.iter()
-            .map(|(k, v)| (k.clone(), J::Num(*v as f64 / f64::from(n))))
+            .map(|(k, v)| (k.clone(), num(*v as f64 / f64::from(n))))
             .collect(),
     )
 }
@@ -459,7 +459,7 @@ fn vkey(v: u32) -> String {
 fn counts_json(counts: &[Count], source: &str) -> J {
     let mut o: Vec<(String, J)> = counts
         .iter()
-        .map(|c| (vkey(c.vifs), J::Num(c.per_clone())))
+        .map(|c| (vkey(c.vifs), num(c.per_clone())))
         .collect();
     o.push(("source".into(), source.into()));
     o.push((
@@ -468,7 +468,7 @@ fn counts_json(counts: &[Count], source: &str) -> J {
     ));
     o.push((
         "ops_per_clone".into(),
-        J::Obj(
+        obj_from(
             counts
                 .iter()
                 .map(|c| (vkey(c.vifs), per(c.burst(), c.clones)))
@@ -477,23 +477,23 @@ fn counts_json(counts: &[Count], source: &str) -> J {
     ));
     o.push((
         "parent_read".into(),
-        J::Obj(
+        obj_from(
             counts
                 .iter()
-                .map(|c| (vkey(c.vifs), J::Num(c.parent_read())))
+                .map(|c| (vkey(c.vifs), num(c.parent_read())))
                 .collect(),
         ),
     ));
     if counts.iter().any(|c| c.trace_burst.is_some()) {
         o.push((
             "forwarder_check".into(),
-            J::Obj(
+            obj_from(
                 counts
                     .iter()
                     .map(|c| {
                         (
                             vkey(c.vifs),
-                            J::Num(total(&c.fwd_burst) as f64 / f64::from(c.clones)),
+                            num(total(&c.fwd_burst) as f64 / f64::from(c.clones)),
                         )
                     })
                     .collect(),
@@ -501,19 +501,19 @@ fn counts_json(counts: &[Count], source: &str) -> J {
         ));
         o.push((
             "netback_sim_per_clone".into(),
-            J::Obj(
+            obj_from(
                 counts
                     .iter()
                     .filter_map(|c| {
-                        c.trace_netback.as_ref().map(|nb| {
-                            (vkey(c.vifs), J::Num(total(nb) as f64 / f64::from(c.clones)))
-                        })
+                        c.trace_netback
+                            .as_ref()
+                            .map(|nb| (vkey(c.vifs), num(total(nb) as f64 / f64::from(c.clones))))
                     })
                     .collect(),
             ),
         ));
     }
-    J::Obj(o)
+    obj_from(o)
 }
 
 fn nephele_json(vifs: &[u32]) -> J {
@@ -527,7 +527,7 @@ fn nephele_json(vifs: &[u32]) -> J {
     ));
     o.push((
         "parent_read".into(),
-        J::Obj(
+        obj_from(
             vifs.iter()
                 .map(|v| (vkey(*v), J::from(nephele::per_parent(*v))))
                 .collect(),
@@ -535,7 +535,7 @@ fn nephele_json(vifs: &[u32]) -> J {
     ));
     o.push((
         "derivation".into(),
-        J::Arr(
+        J::Array(
             nephele::ROWS
                 .iter()
                 .map(|r| {
@@ -555,7 +555,7 @@ fn nephele_json(vifs: &[u32]) -> J {
         "reference".into(),
         "/work/shared/reference/nephele-dom0.md".into(),
     ));
-    J::Obj(o)
+    obj_from(o)
 }
 
 fn read_first_line(path: &str) -> Option<String> {
@@ -701,7 +701,7 @@ fn bench(args: &Args) -> Result<(), String> {
         );
     }
 
-    let runs_json = J::Arr(
+    let runs_json = J::Array(
         runs.iter()
             .map(|r| {
                 obj([
@@ -710,21 +710,21 @@ fn bench(args: &Args) -> Result<(), String> {
                     ("repeats", (r.elapsed_ms.len() as u64).into()),
                     (
                         "elapsed_ms",
-                        J::Arr(r.elapsed_ms.iter().map(|x| J::Num(*x)).collect()),
+                        J::Array(r.elapsed_ms.iter().map(|x| num(*x)).collect()),
                     ),
-                    ("median_ms", r.median_ms().into()),
-                    ("clones_per_s", r.clones_per_s().into()),
+                    ("median_ms", num(r.median_ms())),
+                    ("clones_per_s", num(r.clones_per_s())),
                     (
                         "clone_latency_mean_ms",
-                        J::Arr(r.latency_mean_ms.iter().map(|x| J::Num(*x)).collect()),
+                        J::Array(r.latency_mean_ms.iter().map(|x| num(*x)).collect()),
                     ),
                     (
                         "cpu_ms_daemon_process",
-                        J::Arr(r.cpu_self_ms.iter().map(|x| J::Num(*x)).collect()),
+                        J::Array(r.cpu_self_ms.iter().map(|x| num(*x)).collect()),
                     ),
                     (
                         "cpu_ms_xenstored",
-                        J::Arr(r.cpu_xenstored_ms.iter().map(|x| J::Num(*x)).collect()),
+                        J::Array(r.cpu_xenstored_ms.iter().map(|x| num(*x)).collect()),
                     ),
                 ])
             })
@@ -738,7 +738,7 @@ fn bench(args: &Args) -> Result<(), String> {
             ("rss_inflight_kib", r.inflight.into()),
             (
                 "per_clone_kib",
-                J::Num((r.inflight as f64 - r.idle as f64) / f64::from(r.k)),
+                num((r.inflight as f64 - r.idle as f64) / f64::from(r.k)),
             ),
             (
                 "what",
@@ -781,13 +781,13 @@ fn bench(args: &Args) -> Result<(), String> {
         ("rss", rss_json),
         ("xenstore_requests_per_clone", xs_json),
         ("machine", machine(load_start, args)),
-        ("total_s", t_all.elapsed().as_secs_f64().into()),
+        ("total_s", num(t_all.elapsed().as_secs_f64())),
     ]);
 
     print_table(&runs, rss.as_ref(), &deep, &xsc, &args.vifs);
     if let Some(o) = &args.out {
         let jp = o.join("pipeline.json");
-        std::fs::write(&jp, doc.pretty()).map_err(|e| format!("write {}: {e}", jp.display()))?;
+        std::fs::write(&jp, pretty(&doc)).map_err(|e| format!("write {}: {e}", jp.display()))?;
         let mut csv = String::from("queued,vifs,repeats,median_ms,clones_per_s,elapsed_ms\n");
         for r in &runs {
             let el: Vec<String> = r.elapsed_ms.iter().map(|x| format!("{x:.3}")).collect();

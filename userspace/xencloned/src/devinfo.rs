@@ -113,6 +113,26 @@ impl Report {
         o
     }
 
+    /// `{"source": ..., "state": {...}, "counters": {...}}`, numbers as
+    /// JSON numbers (for `--json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let fields = |f: &Fields| -> serde_json::Map<String, serde_json::Value> {
+            f.iter()
+                .map(|(k, v)| {
+                    let v = v
+                        .parse::<u64>()
+                        .map_or_else(|_| serde_json::Value::from(v.as_str()), Into::into);
+                    (k.clone(), v)
+                })
+                .collect()
+        };
+        serde_json::json!({
+            "source": self.source,
+            "state": fields(&self.state),
+            "counters": fields(&self.counters),
+        })
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.state
             .iter()

@@ -27,7 +27,7 @@ use xenstore::{Client, Dialect, Endpoint};
     name = "xencloned",
     version,
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  xencloned                  foreground, logs on stderr (systemd: Type=notify)\n  xencloned -D               background, logs in /var/log/xen/xencloned.log\n  xencloned status           the daemon's counters, then xen_clone_dev's\n  xencloned -R               free a ring a killed daemon left enabled"
+    after_help = "Examples:\n  xencloned                  foreground, logs on stderr (systemd: Type=notify)\n  xencloned -D               background, logs in /var/log/xen/xencloned.log\n  xencloned status [--json]  the daemon's counters, then xen_clone_dev's\n  xencloned -R               free a ring a killed daemon left enabled"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -188,6 +188,10 @@ enum Cmd {
         /// read (the device is busy while the daemon runs).
         #[arg(long, value_name = "PATH", default_value = XEN_CLONE_DEV_PATH)]
         device: PathBuf,
+        /// Print JSON, {"stats": <the stats file>, "module": {"source",
+        /// "counters"} or null}, instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Print xen_clone_dev's ring state and counters, from its debugfs
     /// files (works while the daemon runs), else from the device's INFO
@@ -196,8 +200,14 @@ enum Cmd {
         /// xen_clone_dev's debugfs directory (`state`, `counters`).
         #[arg(long, value_name = "DIR", default_value = DEBUGFS_DIR)]
         debugfs: PathBuf,
+        /// Clone device, whose INFO ioctl is used only if debugfs cannot be
+        /// read.
         #[arg(long, value_name = "PATH", default_value = XEN_CLONE_DEV_PATH)]
         device: PathBuf,
+        /// Print JSON, {"source", "state", "counters"}, instead of the
+        /// `name value` lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Exercise the in-process rtnetlink operations (test VM).
     Net {
@@ -229,10 +239,15 @@ fn main() -> ExitCode {
             stats_file,
             debugfs,
             device,
-        }) => return status(&stats_file, &debugfs, &device),
-        Some(Cmd::Info { debugfs, device }) => {
+            json,
+        }) => return status(&stats_file, &debugfs, &device, json),
+        Some(Cmd::Info {
+            debugfs,
+            device,
+            json,
+        }) => {
             init_logging(LevelFilter::INFO);
-            return info(&debugfs, &device);
+            return info(&debugfs, &device, json);
         }
         Some(Cmd::Net { op }) => {
             init_logging(LevelFilter::INFO);
@@ -477,10 +492,22 @@ fn check_device_config(i: &XenCloneInfo, ring_pages: Option<u32>, pool: bool) {
     }
 }
 
-fn info(debugfs: &std::path::Path, device: &std::path::Path) -> ExitCode {
+/// JSON on stdout, pretty, with a final newline.
+fn print_json(v: &serde_json::Value) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("xencloned: JSON: {e}"),
+    }
+}
+
+fn info(debugfs: &std::path::Path, device: &std::path::Path, json: bool) -> ExitCode {
     match devinfo::module_report(debugfs, device) {
         Ok(r) => {
-            print!("{}", r.render());
+            if json {
+                print_json(&r.to_json());
+            } else {
+                print!("{}", r.render());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -491,15 +518,22 @@ fn info(debugfs: &std::path::Path, device: &std::path::Path) -> ExitCode {
 }
 
 /// The stats file (required), then the module's counters (best effort:
-/// without them, a note on stderr naming the paths tried).
-fn status(path: &std::path::Path, debugfs: &std::path::Path, device: &std::path::Path) -> ExitCode {
-    match std::fs::read_to_string(path) {
-        Ok(s) => {
-            print!("{s}");
-            if !s.ends_with('\n') {
-                println!();
+/// without them, a note on stderr naming the paths tried). A table, or
+/// with `json` one JSON document of both.
+fn status(
+    path: &std::path::Path,
+    debugfs: &std::path::Path,
+    device: &std::path::Path,
+    json: bool,
+) -> ExitCode {
+    let stats: serde_json::Value = match std::fs::read_to_string(path) {
+        Ok(s) => match serde_json::from_str(&s) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("xencloned: {}: not a stats file: {e}", path.display());
+                return ExitCode::FAILURE;
             }
-        }
+        },
         Err(e) => {
             eprintln!(
                 "xencloned: {}: {e} (is the daemon running with --stats-file {}?)",
@@ -508,10 +542,24 @@ fn status(path: &std::path::Path, debugfs: &std::path::Path, device: &std::path:
             );
             return ExitCode::FAILURE;
         }
-    }
-    match devinfo::module_counters(debugfs, device) {
-        Ok(r) => print!("{}", r.render()),
-        Err(e) => eprintln!("xencloned: {e}"),
+    };
+    let module = devinfo::module_counters(debugfs, device)
+        .inspect_err(|e| eprintln!("xencloned: {e}"))
+        .ok();
+    if json {
+        let module = module.map_or(
+            serde_json::Value::Null,
+            |r| serde_json::json!({"source": r.source, "counters": r.to_json()["counters"]}),
+        );
+        print_json(&serde_json::json!({"stats": stats, "module": module}));
+    } else {
+        print!(
+            "{}",
+            xencloned::stats::render_table(&path.display().to_string(), &stats)
+        );
+        if let Some(r) = module {
+            print!("{}", r.render());
+        }
     }
     ExitCode::SUCCESS
 }

@@ -45,7 +45,20 @@ fn starts_notifies_and_stops_cleanly_on_sigterm() {
         .output()
         .expect("status");
     assert!(status.status.success());
-    assert!(String::from_utf8_lossy(&status.stdout).contains("\"clones_started\": 0"));
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["clones_started", "0"])),
+        "{text}"
+    );
+    let status = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .args(["status", "--json", "--stats-file"])
+        .arg(&stats)
+        .output()
+        .expect("status --json");
+    assert!(status.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    assert_eq!(v["stats"]["clones_started"], 0, "{v}");
     // SAFETY: signalling our own child process.
     let r = unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(r, 0);
@@ -317,6 +330,15 @@ fn info_reads_the_module_debugfs_without_opening_the_device() {
         !err.contains("/nonexistent/clone"),
         "opened the device: {err}"
     );
+    let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .args(["info", "--json", "--debugfs"])
+        .arg(&dir)
+        .args(["--device", "/nonexistent/clone"])
+        .output()
+        .expect("info --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info --json");
+    assert_eq!(v["state"]["entries_num"], 128, "{v}");
+    assert_eq!(v["counters"]["completions"], 5, "{v}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -386,11 +408,28 @@ fn status_shows_the_stats_file_and_the_module_counters_while_running() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(text.contains("\"clones_started\": 0"), "{text}");
+    // What the QEMU scenarios grep: `clones_completed[": ]+N` and the
+    // module's `name value` lines.
+    assert!(
+        text.lines()
+            .any(|l| l.split_whitespace().eq(["clones_completed", "0"])),
+        "{text}"
+    );
     assert!(
         text.lines().any(|l| l == "notifications 7") && text.lines().any(|l| l == "completions 5"),
         "{text}"
     );
+    let out = Command::new(env!("CARGO_BIN_EXE_xencloned"))
+        .args(["status", "--json", "--stats-file"])
+        .arg(&stats)
+        .arg("--debugfs")
+        .arg(&dfs)
+        .args(["--device", "/nonexistent/clone"])
+        .output()
+        .expect("status --json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(v["stats"]["clones_completed"], 0, "{v}");
+    assert_eq!(v["module"]["counters"]["completions"], 5, "{v}");
     let _ = std::fs::remove_dir_all(&dfs);
 }
 
