@@ -101,22 +101,10 @@ fn parse_entries(buf: &[u8]) -> Res<Vec<XenCloneEntry>> {
             buf.len()
         ));
     }
+    // chunks_exact yields whole records only: from_bytes cannot refuse one.
     Ok(buf
         .chunks_exact(ENTRY)
-        .map(|c| {
-            let u32_at = |o: usize| u32::from_ne_bytes(c[o..o + 4].try_into().unwrap());
-            let u16_at = |o: usize| u16::from_ne_bytes(c[o..o + 2].try_into().unwrap());
-            let u64_at = |o: usize| u64::from_ne_bytes(c[o..o + 8].try_into().unwrap());
-            XenCloneEntry {
-                version: u32_at(0),
-                flags: u32_at(4),
-                id: u32_at(8),
-                parent_domid: u16_at(12),
-                child_domid: u16_at(14),
-                parent_start_info_mfn: u64_at(16),
-                child_start_info_mfn: u64_at(24),
-            }
-        })
+        .filter_map(XenCloneEntry::from_bytes)
         .collect())
 }
 

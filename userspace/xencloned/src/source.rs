@@ -14,7 +14,7 @@ use xen_clone_abi::{
     XenCloneEntry, XenCloneInfo,
 };
 
-pub const ENTRY_SIZE: usize = 32;
+pub const ENTRY_SIZE: usize = xen_clone_abi::XEN_CLONE_ENTRY_SIZE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -36,27 +36,10 @@ pub enum SourceError {
     Short(usize),
 }
 
-/// Decodes one 32-byte [`XenCloneEntry`] (native endianness, as read()).
+/// Decodes one 32-byte [`XenCloneEntry`] (native endianness, as read())
+/// with the ABI crate's decoder, and checks its version.
 pub fn decode_entry(b: &[u8]) -> Result<XenCloneEntry, SourceError> {
-    if b.len() != ENTRY_SIZE {
-        return Err(SourceError::Short(b.len()));
-    }
-    let u32_at = |o: usize| u32::from_ne_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
-    let u16_at = |o: usize| u16::from_ne_bytes([b[o], b[o + 1]]);
-    let mut u64b = [0u8; 8];
-    let mut u64_at = |o: usize| {
-        u64b.copy_from_slice(&b[o..o + 8]);
-        u64::from_ne_bytes(u64b)
-    };
-    let e = XenCloneEntry {
-        version: u32_at(0),
-        flags: u32_at(4),
-        id: u32_at(8),
-        parent_domid: u16_at(12),
-        child_domid: u16_at(14),
-        parent_start_info_mfn: u64_at(16),
-        child_start_info_mfn: u64_at(24),
-    };
+    let e = XenCloneEntry::from_bytes(b).ok_or(SourceError::Short(b.len()))?;
     if e.version != XEN_CLONE_ABI_VERSION {
         return Err(SourceError::Version {
             version: e.version,
@@ -105,15 +88,7 @@ pub fn decode_batch(
 
 /// Encodes an entry as the device returns it (simulation, tests).
 pub fn encode_entry(e: &XenCloneEntry) -> [u8; ENTRY_SIZE] {
-    let mut b = [0u8; ENTRY_SIZE];
-    b[0..4].copy_from_slice(&e.version.to_ne_bytes());
-    b[4..8].copy_from_slice(&e.flags.to_ne_bytes());
-    b[8..12].copy_from_slice(&e.id.to_ne_bytes());
-    b[12..14].copy_from_slice(&e.parent_domid.to_ne_bytes());
-    b[14..16].copy_from_slice(&e.child_domid.to_ne_bytes());
-    b[16..24].copy_from_slice(&e.parent_start_info_mfn.to_ne_bytes());
-    b[24..32].copy_from_slice(&e.child_start_info_mfn.to_ne_bytes());
-    b
+    e.to_bytes()
 }
 
 /// A pollable source of clone entries that takes completions.
@@ -411,10 +386,10 @@ impl CloneSource for SimSource {
             let _ = (&*self.tx).write(&[1]);
         }
         // Handed out: outstanding until completed (ids sit at bytes 8..12).
-        for chunk in buf.chunks_exact(ENTRY_SIZE) {
-            let id = u32::from_ne_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]);
-            s.outstanding.push(id);
-        }
+        s.outstanding.extend(
+            buf.chunks_exact(ENTRY_SIZE)
+                .filter_map(XenCloneEntry::id_of),
+        );
         Ok(decode_batch(&buf, "simulated device", &mut |id| {
             sim_complete(&mut s, id)
         }))
