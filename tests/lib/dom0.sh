@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # The parts of a test Dom0 initramfs that do not depend on the hypervisor:
-# busybox, iproute2, bash, the test kernel's modules with ours in extra/, our
-# userspace binaries and the static test tools. Source after scripts/lib.sh
+# busybox, iproute2, bash, the test kernel's modules, ours and xencloned as
+# `make install DESTDIR=` puts them, and the static test tools. Source after scripts/lib.sh
 # and tests/lib/initramfs.sh; the Xen toolstack is added by each harness
 # (tests/xen/run.sh: Debian's Xen 4.17; tests/nephele/run.sh: Nephele's).
 
@@ -19,12 +19,12 @@ xc_dom0_base() {
 	ir_add_lib "$d" "$(readlink -f "$(gcc -print-file-name=libgcc_s.so.1)")"
 	mkdir -p "$d/lib/modules" "$d/xc"
 	cp -a "$kdir/modinst/lib/modules/$kver" "$d/lib/modules/"
-	mkdir -p "$d/lib/modules/$kver/extra"
-	for ko in "$XC_ROOT"/rust/*/*.ko; do [ -f "$ko" ] && cp "$ko" "$d/lib/modules/$kver/extra/"; done
-	depmod -b "$d" "$kver"
-	for b in "$XC_ROOT"/userspace/target/release/{xencloned,clone-dev-check}; do
-		[ -x "$b" ] && ir_add_bin "$d" "$b" "/usr/local/bin/${b##*/}"
-	done
+	# Our modules, xencloned, its configuration and units: what a user
+	# installs (make install), so that what the tests run is what users get.
+	make -s -C "$XC_ROOT" install DESTDIR="$d" KDIR="$kdir" PREFIX=/usr >/dev/null ||
+		die "make install DESTDIR=$d failed"
+	b=$XC_ROOT/userspace/target/release/clone-dev-check
+	[ -x "$b" ] && ir_add_bin "$d" "$b" /usr/local/bin/clone-dev-check
 	# Test tools, static (tests/xen/tools/), and extra binaries for diagnostics.
 	for t in "$XC_ROOT"/tests/xen/tools/*.c; do
 		b=$XC_CACHE/initramfs/$(basename "$t" .c)
@@ -51,6 +51,7 @@ xc_nephele_toolstack() {
 	export LD_LIBRARY_PATH
 	for f in "$dist"/usr/sbin/* "$dist"/usr/bin/* "$dist"/usr/lib/xen/bin/* "$dist"/usr/libexec/xen/bin/*; do
 		[ -e "$f" ] || continue
+		[ "${f##*/}" = xencloned ] && continue
 		rel=${f#"$dist"}
 		mkdir -p "$d/${rel%/*}"
 		if [ -L "$f" ]; then
@@ -63,9 +64,8 @@ xc_nephele_toolstack() {
 	done
 	cp -a "$dist/etc/xen" "$d/etc/"
 	[ -d "$dist/etc/default" ] && cp -a "$dist/etc/default" "$d/etc/"
-	f=$(find "$d/usr" -name xencloned -type f | head -n 1)
-	[ -n "$f" ] || die "Nephele's xencloned is not in $dist"
-	mv "$f" "$d/usr/local/bin/nephele-xencloned"
+	[ -x "$dist/usr/sbin/xencloned" ] || die "Nephele's xencloned is not in $dist/usr/sbin"
+	ir_add_bin "$d" "$dist/usr/sbin/xencloned" /usr/local/bin/nephele-xencloned
 }
 
 # xc_nephele_ld_path NEPH: library path of Nephele's install tree.

@@ -72,10 +72,11 @@ xn_xs_clone_ops() {
 }
 
 # --- our kernel module and daemon -----------------------------------------------
-# xn_xcd_load PARAMS...: (re)load xen_clone_dev on the real hypervisor.
+# xn_xcd_load PARAMS...: (re)load xen_clone_dev on the real hypervisor, as a
+# user does (modprobe, from make install's /lib/modules/<kver>/extra).
 xn_xcd_load() {
 	lsmod | grep -q '^xen_clone_dev ' && { rmmod xen_clone_dev || return 1; }
-	insmod "/lib/modules/$(uname -r)/extra/xen_clone_dev.ko" "$@"
+	modprobe xen_clone_dev "$@"
 }
 # xn_xcd_counter KEY: a counter of /sys/kernel/debug/xen_clone/counters.
 xn_xcd_counter() { sed -n "s/^$1 //p" "$XN_XCD/counters"; }
