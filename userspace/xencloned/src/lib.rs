@@ -21,6 +21,7 @@ pub mod hypervisor;
 pub mod netlink;
 pub mod notify;
 pub mod parent;
+#[cfg(any(test, feature = "test-support"))]
 pub mod sim;
 pub mod source;
 pub mod stats;

@@ -17,7 +17,6 @@ pub struct ParentVif {
     /// Backend `handle` (netback names the netdev `vif<d>.<handle>`).
     pub handle: u32,
     pub bridge: Option<String>,
-    pub script: Option<String>,
     pub mac: Option<String>,
     pub ip: Option<String>,
 }
@@ -34,8 +33,8 @@ pub struct ParentInfo {
     pub has_libxl_console: bool,
     pub console_backend: Option<String>,
     pub has_console: bool,
+    /// `skip_cloning` names `network`: no vif is cloned.
     pub skip_network: bool,
-    pub skip_9pfs: bool,
     pub vifs: Vec<ParentVif>,
 }
 
@@ -63,18 +62,10 @@ pub enum ParentError {
     },
 }
 
-/// Parses `skip_cloning` (`network;9pfs`).
-pub fn parse_skip(v: &str) -> (bool, bool) {
-    let mut net = false;
-    let mut p9 = false;
-    for t in v.split(';').map(str::trim) {
-        match t {
-            "network" => net = true,
-            "9pfs" => p9 = true,
-            _ => {}
-        }
-    }
-    (net, p9)
+/// Whether `skip_cloning` (`network;9pfs`) names `network`. `9pfs` is
+/// Nephele's too, but xen-clone clones no 9pfs device: nothing to skip.
+pub fn parse_skip(v: &str) -> bool {
+    v.split(';').map(str::trim).any(|t| t == "network")
 }
 
 fn req(xs: &mut Client, domid: u16, path: &str) -> Result<String, ParentError> {
@@ -151,9 +142,9 @@ pub fn read_parent(
     let port_path = paths::join(&home, "store/port");
     let store_port = num(domid, &port_path, &req(xs, domid, &port_path)?)?;
     let name = opt(xs, domid, &paths::join(&home, "name"))?.unwrap_or_default();
-    let (skip_network, skip_9pfs) = opt(xs, domid, &paths::join(&home, "skip_cloning"))?
+    let skip_network = opt(xs, domid, &paths::join(&home, "skip_cloning"))?
         .as_deref()
-        .map_or((false, false), parse_skip);
+        .is_some_and(parse_skip);
     let cbe_path = paths::join(&home, "console/backend");
     let console_backend = opt(xs, domid, &cbe_path)?;
     if let Some(b) = &console_backend {
@@ -192,7 +183,6 @@ pub fn read_parent(
             devid,
             handle,
             bridge: opt(xs, domid, &paths::join(&backend, "bridge"))?,
-            script: opt(xs, domid, &paths::join(&backend, "script"))?,
             mac: opt(xs, domid, &paths::join(&backend, "mac"))?,
             ip: opt(xs, domid, &paths::join(&backend, "ip"))?,
             frontend,
@@ -211,7 +201,6 @@ pub fn read_parent(
         console_backend,
         has_console,
         skip_network,
-        skip_9pfs,
         vifs,
     })
 }
@@ -298,17 +287,16 @@ mod tests {
             console_backend: None,
             has_console: false,
             skip_network: false,
-            skip_9pfs: false,
             vifs: vec![],
         }
     }
 
     #[test]
     fn skip_tokens() {
-        assert_eq!(parse_skip("network;9pfs"), (true, true));
-        assert_eq!(parse_skip("network"), (true, false));
-        assert_eq!(parse_skip(" 9pfs ; other"), (false, true));
-        assert_eq!(parse_skip(""), (false, false));
+        assert!(parse_skip("network;9pfs"));
+        assert!(parse_skip("network"));
+        assert!(!parse_skip(" 9pfs ; other"));
+        assert!(!parse_skip(""));
     }
 
     #[test]
@@ -348,7 +336,6 @@ pub(crate) mod tests_support {
             console_backend: None,
             has_console: true,
             skip_network: false,
-            skip_9pfs: false,
             vifs: vec![],
         }
     }

@@ -127,6 +127,7 @@ pub fn classify_vif(ev: &Uevent) -> Option<VifEvent> {
 }
 
 /// Builds a uevent datagram (tests, simulation).
+#[cfg(any(test, feature = "test-support"))]
 pub fn encode(action: &str, devpath: &str, props: &[(&str, &str)]) -> Vec<u8> {
     let mut out = format!("{action}@{devpath}\0").into_bytes();
     for (k, v) in props {
@@ -328,10 +329,12 @@ impl UeventSource for KernelUevents {
 }
 
 /// Simulated uevents: the test writes datagrams into the other end.
+#[cfg(any(test, feature = "test-support"))]
 pub struct SimUevents {
     rx: std::os::unix::net::UnixDatagram,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl SimUevents {
     /// Returns the source and the sender the test writes uevents to.
     pub fn pair() -> io::Result<(SimUevents, std::os::unix::net::UnixDatagram)> {
@@ -341,6 +344,7 @@ impl SimUevents {
     }
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl UeventSource for SimUevents {
     fn fd(&self) -> BorrowedFd<'_> {
         self.rx.as_fd()

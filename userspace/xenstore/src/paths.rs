@@ -156,7 +156,7 @@ pub fn level1_rule(op: CloneOp, key: &str, value: &str, parent: u16, child: u16)
             "device" | "console" if op == CloneOp::Basic => NodeRule::Skip,
             _ => NodeRule::Copy,
         },
-        CloneOp::DevConsole | CloneOp::DevVif | CloneOp::Dev9pfs => match key {
+        CloneOp::DevConsole | CloneOp::DevVif => match key {
             // The child's hotplug state starts fresh (the daemon writes it).
             "hotplug-status" | "hotplug-error" => NodeRule::Skip,
             "frontend-id" if value.trim() == parent.to_string() => {

@@ -180,22 +180,19 @@ impl std::str::FromStr for Dialect {
     }
 }
 
-/// `enum xs_clone_op` of Nephele's `xs_wire.h`.
+/// `enum xs_clone_op` of Nephele's `xs_wire.h`, without `XS_CLONE_DEV_9PFS`
+/// (4): xen-clone clones no 9pfs device, so the daemon never sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CloneOp {
     Full = 0,
     Basic = 1,
     DevConsole = 2,
     DevVif = 3,
-    Dev9pfs = 4,
 }
 
 impl CloneOp {
     pub fn is_device(self) -> bool {
-        matches!(
-            self,
-            CloneOp::DevConsole | CloneOp::DevVif | CloneOp::Dev9pfs
-        )
+        matches!(self, CloneOp::DevConsole | CloneOp::DevVif)
     }
 }
 
@@ -515,7 +512,6 @@ mod tests {
         assert_eq!(CloneOp::Basic as u32, 1);
         assert_eq!(CloneOp::DevConsole as u32, 2);
         assert_eq!(CloneOp::DevVif as u32, 3);
-        assert_eq!(CloneOp::Dev9pfs as u32, 4);
         assert!(!CloneOp::Basic.is_device());
         assert!(CloneOp::DevVif.is_device());
     }

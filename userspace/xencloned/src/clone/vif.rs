@@ -435,7 +435,6 @@ mod tests {
             backend_id: 0,
             handle: 1,
             bridge: Some("bond0".into()),
-            script: None,
             mac: None,
             ip: None,
         };
