@@ -15,9 +15,14 @@
 //   it notified are completed. Completion order is free.
 // - Entries read but not completed when the file is released are delivered
 //   again, first, to the next opener, with [`XEN_CLONE_ENTRY_REDELIVERED`].
+// - A completion the hypervisor refuses (`CLONEOP_clone_completion`:
+//   `-EINVAL`, the id is not in Xen's completion ring) gets `EAGAIN` while it
+//   may still be accepted (the entry stays outstanding: retry later), and
+//   `ECANCELED` once the module gives up on it (the entry is released; its
+//   child stays paused; `dmesg` says why).
 
 /// Version of this ABI, carried in every entry and in [`XenCloneInfo`].
-pub const XEN_CLONE_ABI_VERSION: u32 = 1;
+pub const XEN_CLONE_ABI_VERSION: u32 = 2;
 
 /// Path of the device node.
 pub const XEN_CLONE_DEV_PATH: &str = "/dev/xen/clone";
@@ -74,8 +79,11 @@ pub struct XenCloneCounters {
     pub bad_ids: u64,
     /// Ring header found inconsistent (`prod - cons > entries_num`).
     pub ring_corruptions: u64,
-    /// Completions the hypervisor refused.
+    /// Completions the hypervisor refused (each attempt).
     pub hypervisor_errors: u64,
+    /// Entries released because the hypervisor refused their completion for
+    /// good (`ECANCELED`): their children stay paused.
+    pub rejected_completions: u64,
 }
 
 /// Result of [`XEN_CLONE_IOC_INFO`].
@@ -128,9 +136,12 @@ pub const fn xen_clone_ioc(dir: u32, nr: u32, size: usize) -> u32 {
 /// `_IOW(0xC1, 1, struct XenCloneComplete)`: complete one entry by id.
 ///
 /// Errors: `ENOENT` the id was never handed out by this device (or is not
-/// outstanding); `EALREADY` the id was already completed; `EINVAL` nonzero
-/// `flags`; `EPERM` without `CAP_SYS_ADMIN`; other errno values are the
-/// hypervisor's answer (the entry then stays outstanding).
+/// outstanding); `EALREADY` the id was already completed; `EINVAL`
+/// nonzero `flags`; `EPERM` without `CAP_SYS_ADMIN`; `EAGAIN` the hypervisor refused the completion
+/// (`-EINVAL`: the id is not in its completion ring yet) and the entry stays
+/// outstanding: retry later; `ECANCELED` the hypervisor refused it for good
+/// (still `-EINVAL` after the module's grace period, or any other error): the
+/// entry is released, its child stays paused.
 pub const XEN_CLONE_IOC_COMPLETE: u32 =
     xen_clone_ioc(IOC_WRITE, 1, core::mem::size_of::<XenCloneComplete>());
 
@@ -142,5 +153,5 @@ pub const XEN_CLONE_IOC_INFO: u32 =
 const _: () = assert!(core::mem::size_of::<XenCloneEntry>() == 32);
 const _: () = assert!(core::mem::align_of::<XenCloneEntry>() == 8);
 const _: () = assert!(core::mem::size_of::<XenCloneComplete>() == 8);
-const _: () = assert!(core::mem::size_of::<XenCloneCounters>() == 64);
-const _: () = assert!(core::mem::size_of::<XenCloneInfo>() == 56 + 64);
+const _: () = assert!(core::mem::size_of::<XenCloneCounters>() == 72);
+const _: () = assert!(core::mem::size_of::<XenCloneInfo>() == 56 + 72);

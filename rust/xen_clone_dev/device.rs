@@ -31,6 +31,9 @@ use kernel::{
 /// Passes of a drain before yielding (each pass re-reads `prod_idx`).
 const DRAIN_PASSES: u32 = 64;
 
+/// How soon the orphan policy tries again a completion the hypervisor refused with `EINVAL`.
+const ORPHAN_RETRY_MS: u32 = 500;
+
 /// Entries one `read()` takes out of the tracker at a time, to copy them to userspace without
 /// holding the lock (on the stack: 16 * 40 bytes).
 const READ_BATCH: usize = 16;
@@ -162,6 +165,28 @@ pub(crate) struct Config {
     pub(crate) enable_flags: u64,
     /// Seconds without an opener before pending entries are auto-completed (0 = never).
     pub(crate) orphan_timeout_s: u32,
+    /// How long after the hypervisor first refused a completion with `EINVAL` (the id is not in
+    /// its completion ring) the module keeps the entry for retries, in ms.
+    pub(crate) reject_grace_ms: u32,
+}
+
+/// Why the hypervisor refused a completion, for the `dmesg` line.
+struct Refusal(Error);
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == EINVAL {
+            f.write_str(
+                "CLONEOP_clone_completion: -EINVAL, the id is not in Xen's completion ring (it was \
+                 notified while that ring was full and its parent's clone hypercall returned \
+                 without queueing it, or it was purged already)",
+            )
+        } else if self.0 == EPERM {
+            f.write_str("CLONEOP_clone_completion: -EPERM, cloning is disabled")
+        } else {
+            write!(f, "CLONEOP_clone_completion: {:?}", self.0)
+        }
+    }
 }
 
 struct State {
@@ -412,7 +437,8 @@ impl Device {
     }
 
     /// Orphan policy: completes queued entries that waited `orphan_timeout` seconds with no
-    /// opener, so that no parent stays blocked forever.
+    /// opener, so that no parent stays blocked forever. A completion the hypervisor refuses is
+    /// retried like one from userspace (see [`Device::complete`]).
     pub(crate) fn orphan_check(&self) {
         let timeout_ms = u64::from(self.cfg.orphan_timeout_s) * 1000;
         let mut g = self.state.lock();
@@ -424,29 +450,34 @@ impl Device {
         let mut first = None;
         let mut last = 0;
         let mut errors = 0u64;
+        let mut retry = false;
         loop {
             let (k, next) = g.tracker.due_orphans(self.now_ms(), timeout_ms, &mut due);
+            let mut progress = false;
             for &idx in &due[..k] {
                 let id = g.tracker.id_of(idx);
                 if let Err(e) = self.hv.complete(id) {
-                    // Dropped anyway: retrying an id the hypervisor refuses cannot help.
-                    g.counters.hypervisor_errors += 1;
+                    if self.refused(&mut g, idx, e) == EAGAIN {
+                        retry = true;
+                        continue;
+                    }
                     errors += 1;
-                    pr_warn!(
-                        "auto-completion of id {} refused by the hypervisor: {:?}\n",
-                        id,
-                        e
-                    );
                 } else {
                     g.counters.auto_completions += 1;
+                    g.tracker.mark_completed(idx);
                 }
-                g.tracker.mark_completed(idx);
+                progress = true;
                 first.get_or_insert(id);
                 last = id;
                 done += 1;
             }
-            if k < due.len() {
-                if let Some(left) = next {
+            if k < due.len() || !progress {
+                let left = match (next, retry) {
+                    (Some(l), true) => Some(l.min(u64::from(ORPHAN_RETRY_MS))),
+                    (None, true) => Some(u64::from(ORPHAN_RETRY_MS)),
+                    (n, false) => n,
+                };
+                if let Some(left) = left {
                     ffi::schedule_orphan_check(u32::try_from(left).unwrap_or(u32::MAX));
                 }
                 break;
@@ -591,6 +622,12 @@ impl Device {
         Ok(done * SZ)
     }
 
+    /// Test helper: whether the device holds its module reference.
+    #[cfg(CONFIG_KUNIT = "y")]
+    pub(crate) fn holds_module_ref(&self) -> bool {
+        self.state.lock().module_ref.is_some()
+    }
+
     /// Test helper: whether the device lock is free right now.
     #[cfg(CONFIG_KUNIT = "y")]
     pub(crate) fn lock_is_free(&self) -> bool {
@@ -635,7 +672,40 @@ impl Device {
         }
     }
 
-    /// Completes a handed-out entry by id, forwarding to the hypervisor.
+    /// The hypervisor refused the completion of `idx` with `e`. `EINVAL` (the id is not in
+    /// Xen's completion ring) may still turn into a success: Xen queues ids notified while its
+    /// completion ring was full once their parent purged it, in order, when the parent's clone
+    /// hypercall restarts. So for `reject_grace_ms` after the first refusal the entry is kept
+    /// and `EAGAIN` returned (retry later). After that, or for any other error, the entry is
+    /// released (no parent waits for an id Xen does not have; its child stays paused), with a
+    /// `dmesg` line, and `ECANCELED` returned.
+    fn refused(&self, g: &mut State, idx: u64, e: Error) -> Error {
+        g.counters.hypervisor_errors += 1;
+        let now = self.now_ms();
+        let first = g.tracker.first_rejection(idx, now);
+        let grace = u64::from(self.cfg.reject_grace_ms);
+        if e == EINVAL && now.saturating_sub(first) < grace {
+            return EAGAIN;
+        }
+        let ent = g.tracker.entry_of(idx);
+        pr_err!(
+            "completion of clone id {} (parent domid {}, child domid {}) refused by the hypervisor for {} ms ({}); released: the child stays paused (xl unpause {} or xl destroy {}), no parent waits for it\n",
+            ent.id,
+            ent.parent,
+            ent.child,
+            now.saturating_sub(first),
+            Refusal(e),
+            ent.child,
+            ent.child
+        );
+        g.counters.rejected_completions += 1;
+        g.tracker.mark_completed(idx);
+        self.update_module_ref(g);
+        ECANCELED
+    }
+
+    /// Completes a handed-out entry by id, forwarding to the hypervisor. See
+    /// [`Device::refused`] for `EAGAIN` and `ECANCELED`.
     pub(crate) fn complete(&self, id: u32) -> Result {
         let mut g = self.state.lock();
         if g.stopped {
@@ -649,8 +719,7 @@ impl Device {
             }
         };
         if let Err(e) = self.hv.complete(id) {
-            g.counters.hypervisor_errors += 1;
-            return Err(e);
+            return Err(self.refused(&mut g, idx, e));
         }
         g.tracker.mark_completed(idx);
         g.counters.completions += 1;
@@ -713,6 +782,7 @@ impl Device {
             c.ring_corruptions,
             c.hypervisor_errors
         );
+        seq_print!(m, "rejected_completions:\t{}\n", c.rejected_completions);
     }
 
     /// Writes the counters for debugfs (`name value` lines).
@@ -725,7 +795,8 @@ impl Device {
         writeln!(f, "ring_full {}", c.ring_full)?;
         writeln!(f, "bad_ids {}", c.bad_ids)?;
         writeln!(f, "ring_corruptions {}", c.ring_corruptions)?;
-        writeln!(f, "hypervisor_errors {}", c.hypervisor_errors)
+        writeln!(f, "hypervisor_errors {}", c.hypervisor_errors)?;
+        writeln!(f, "rejected_completions {}", c.rejected_completions)
     }
 
     /// Writes the ring and queue state for debugfs (`name value` lines).

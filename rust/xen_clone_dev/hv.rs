@@ -53,8 +53,8 @@ impl Backend {
         }
     }
 
-    /// Lets the simulated hypervisor retry children it could not notify because a ring was
-    /// full (what Xen does in its hypercall continuations). Returns how many it notified.
+    /// Lets the simulated hypervisor's parents that are not asleep run their clone hypercall on
+    /// (what Xen does in its hypercall continuations). Returns how many entries it wrote.
     pub(crate) fn pump(&self) -> u64 {
         match self {
             Backend::Xen(_) => 0,
@@ -62,11 +62,12 @@ impl Backend {
         }
     }
 
-    /// Whether the simulated hypervisor has children waiting for ring space.
+    /// Whether a parent of the simulated hypervisor is in its clone hypercall (a completion may
+    /// let it write more notifications).
     pub(crate) fn has_backlog(&self) -> bool {
         match self {
             Backend::Xen(_) => false,
-            Backend::Sim(s) => s.backlog() > 0,
+            Backend::Sim(s) => s.parents_waiting() > 0,
         }
     }
 }

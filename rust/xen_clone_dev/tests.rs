@@ -479,7 +479,7 @@ mod sim_tests {
     use crate::ffi::RingMem;
     use crate::hv::Hypervisor;
     use crate::ring::Consumer;
-    use crate::sim::SimHv;
+    use crate::sim::{SimFaults, SimHv};
     use kernel::{prelude::*, sync::Arc};
 
     #[test]
@@ -545,8 +545,11 @@ mod sim_tests {
         assert_eq!(sim.inject(1, 20, 2), Ok(2));
         c.fence(&ring);
         assert!(c.is_fenced());
+        // Xen's loop: the ring looks full, nothing is queued to wait for, the hypercall
+        // returns and the child is never notified.
         assert_eq!(sim.inject(1, 30, 1), Ok(0));
-        assert_eq!(sim.backlog(), 1);
+        assert_eq!(sim.backlog(), 0);
+        assert_eq!(sim.stats().abandoned_unnotified, 1);
         assert_eq!(c.pending(&ring), Some(2));
         assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 2);
         assert_eq!(c.pending(&ring), Some(0));
@@ -556,37 +559,96 @@ mod sim_tests {
         // Room in the completion ring, the notification ring still looks full.
         assert_eq!(sim.pump(), 0);
         sim.disable()?;
-        assert_eq!(sim.stats().unnotified_at_disable, 1);
+        assert_eq!(sim.stats().unnotified_at_disable, 0);
         assert_eq!(sim.stats().waiting_at_disable, 0);
         Ok(())
     }
 
+    /// Issue 12 item 2: Xen writes a notification whenever the notification ring has room,
+    /// even with its completion ring full; the id then stays out of the completion ring
+    /// (`EINVAL` for its completion) until the parent, after purging, queues it on a restart
+    /// of its hypercall.
     #[test]
-    fn backlog_on_full_rings() -> Result {
+    fn notified_while_completion_ring_full() -> Result {
         let ring = Arc::new(RingMem::alloc(1)?, GFP_KERNEL)?;
         let sim = SimHv::new(0)?;
         sim.enable(&ring, 0)?;
         let mut c = Consumer::new(&ring, 128, 0)?;
-        assert_eq!(sim.inject(1, 100, 200), Ok(128));
-        assert_eq!(sim.backlog(), 72);
-        assert!(sim.stats().backpressure > 0);
+        // 130 children, 128 fit in both rings.
+        assert_eq!(sim.inject(1, 100, 130), Ok(128));
+        assert_eq!(sim.backlog(), 2);
         assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 128);
-        // The notification ring has room, but all 128 completion slots are taken.
+        // Room in the notification ring: still nothing, the parent sleeps on id 0.
         assert_eq!(sim.pump(), 0);
-        for id in 0..50 {
+        // Completing 0 wakes it: purge (1 slot), restart: both children are notified, 128
+        // takes the free slot, 129 does not enter the completion ring.
+        sim.complete(0)?;
+        assert_eq!(sim.backlog(), 0);
+        assert_eq!(sim.stats().notified, 130);
+        assert!(sim.stats().completion_full > 0);
+        assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 2);
+        assert_eq!(sim.complete(129), Err(EINVAL));
+        assert_eq!(sim.waiting(), 128);
+        // Completing 1 frees a slot at the parent's next purge: 129 enters, in order.
+        sim.complete(1)?;
+        assert_eq!(sim.complete(129), Ok(()));
+        for id in 2..129 {
             sim.complete(id)?;
         }
-        assert_eq!(sim.pump(), 50);
-        assert_eq!(sim.backlog(), 22);
-        let mut ok = true;
-        let mut next = 128u64;
-        let pass = c.drain(&ring, 8, |idx, e| {
-            ok &= idx == next && e.id == idx as u32 && e.parent == 1;
-            next += 1;
-            true
+        assert_eq!(sim.waiting(), 0);
+        assert_eq!(sim.parents_waiting(), 0);
+        let s = sim.stats();
+        assert_eq!((s.abandoned_unnotified, s.abandoned_unqueued), (0, 0));
+        assert_eq!(s.assertion_failures, 0);
+        sim.disable()?;
+        Ok(())
+    }
+
+    /// Issue 12 item 2: a parent that is not preempted runs its wait loop to the end and
+    /// returns: the ids it left out of the full completion ring never enter it. And a second
+    /// parent cloning while the completion ring is full gets notifications nobody can complete.
+    #[test]
+    fn unqueued_ids_are_never_accepted() -> Result {
+        let ring = Arc::new(RingMem::alloc(1)?, GFP_KERNEL)?;
+        let sim = SimHv::new(0)?;
+        sim.enable(&ring, 0)?;
+        sim.set_faults(SimFaults {
+            no_preempt: true,
+            ..SimFaults::default()
         });
-        assert!(ok);
-        assert_eq!(pass.consumed, 50);
+        let mut c = Consumer::new(&ring, 128, 0)?;
+        assert_eq!(sim.inject(1, 100, 128), Ok(128));
+        assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 128);
+        // Parent 2: notified, not queued; nothing to wait for: its hypercall returns.
+        assert_eq!(sim.inject(2, 200, 1), Ok(1));
+        assert_eq!(sim.stats().abandoned_unqueued, 1);
+        assert_eq!(sim.parents_waiting(), 1);
+        assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 1);
+        for id in 0..128 {
+            sim.complete(id)?;
+        }
+        assert_eq!(sim.waiting(), 0);
+        assert_eq!(sim.complete(128), Err(EINVAL));
+        sim.disable()?;
+        Ok(())
+    }
+
+    /// A completion does not free its slot: only the waiting parent's purge does.
+    #[test]
+    fn purge_only_by_the_waiting_parent() -> Result {
+        let ring = Arc::new(RingMem::alloc(1)?, GFP_KERNEL)?;
+        let sim = SimHv::new(0)?;
+        sim.enable(&ring, 0)?;
+        assert_eq!(sim.inject(1, 100, 3), Ok(3));
+        // Out of order: the parent sleeps on 0, nothing is purged.
+        sim.complete(2)?;
+        sim.complete(1)?;
+        assert_eq!(sim.waiting(), 3);
+        assert_eq!(sim.complete(2), Ok(()));
+        assert_eq!(sim.stats().double_completions, 1);
+        sim.complete(0)?;
+        assert_eq!(sim.waiting(), 0);
+        assert_eq!(sim.parents_waiting(), 0);
         sim.disable()?;
         Ok(())
     }
@@ -622,6 +684,7 @@ mod device_tests {
             ring_pages: cfg_pages,
             enable_flags,
             orphan_timeout_s,
+            reject_grace_ms: 200,
         };
         Device::new(Backend::Sim(sim.clone()), ring, cfg)
     }
@@ -686,7 +749,7 @@ mod device_tests {
     }
 
     /// More children than the rings hold: the device drains everything the producer can
-    /// notify, the rest waits in the hypervisor until completions free slots.
+    /// notify, the rest waits in the parent's hypercall until completions free slots.
     #[test]
     fn backpressure_through_device() -> Result {
         let (sim, dev) = new_device(0)?;
@@ -698,12 +761,13 @@ mod device_tests {
         assert_eq!(i.counters.ring_full, 1);
         assert_eq!(sim.backlog(), 172);
         dev.shutdown();
-        // Shutdown completed the 128 and fenced the ring: the other 172 were never notified,
-        // and the disabled hypervisor dropped them (they stay paused, no parent waits).
+        // Shutdown fenced the ring and completed the 128: the parent found no room for the
+        // other 172 and returned without notifying them (they stay paused, no parent waits).
         let s = sim.stats();
         assert_eq!(s.completed, 128);
         assert_eq!(s.waiting_at_disable, 0);
-        assert_eq!(s.unnotified_at_disable, 172);
+        assert_eq!(s.abandoned_unnotified, 172);
+        assert_eq!(s.unnotified_at_disable, 0);
         assert_eq!(sim.backlog(), 0);
         Ok(())
     }
@@ -724,6 +788,74 @@ mod device_tests {
         assert_eq!(i.queued, 0);
         assert_eq!(sim.waiting(), 0);
         dev.shutdown();
+        Ok(())
+    }
+
+    /// Issue 12 item 2: a completion Xen refuses with `EINVAL` because the id is not in its
+    /// completion ring yet gets `EAGAIN` and stays outstanding; once the parent purged and
+    /// queued it, the retry succeeds.
+    #[test]
+    fn refused_completion_retried() -> Result {
+        let (sim, dev) = new_device(0)?;
+        assert_eq!(entries_num(&dev), Ok(128));
+        assert_eq!(sim.inject(1, 100, 130), Ok(128));
+        dev.drain();
+        let mut got = KVec::new();
+        assert_eq!(read_n(&dev, 128, &mut got)?, 128);
+        dev.complete(0)?;
+        // The parent woke, notified 128 and 129; 129 is not in the completion ring.
+        dev.drain();
+        assert_eq!(read_n(&dev, 8, &mut got)?, 2);
+        assert_eq!(dev.complete(129), Err(EAGAIN));
+        assert_eq!(dev.info().outstanding, 129);
+        dev.complete(1)?;
+        dev.complete(129)?;
+        for id in 2..129 {
+            dev.complete(id)?;
+        }
+        let i = dev.info();
+        assert_eq!(i.outstanding, 0);
+        assert_eq!(i.counters.hypervisor_errors, 1);
+        assert_eq!(i.counters.rejected_completions, 0);
+        assert!(!dev.holds_module_ref());
+        assert_eq!(sim.parents_waiting(), 0);
+        dev.shutdown();
+        Ok(())
+    }
+
+    /// Issue 12 item 2: an id Xen will never accept (notified while its completion ring was
+    /// full, by a parent whose hypercall then returned) is released after the grace period:
+    /// `ECANCELED`, counted, no longer outstanding, the module no longer pinned by it.
+    #[test]
+    fn refused_completion_released() -> Result {
+        let (sim, dev) = new_device(0)?;
+        assert_eq!(entries_num(&dev), Ok(128));
+        sim.set_faults(SimFaults {
+            no_preempt: true,
+            ..SimFaults::default()
+        });
+        assert_eq!(sim.inject(1, 100, 128), Ok(128));
+        dev.drain();
+        assert_eq!(sim.inject(2, 200, 1), Ok(1));
+        dev.drain();
+        let mut got = KVec::new();
+        assert_eq!(read_n(&dev, 129, &mut got)?, 129);
+        for id in 0..128 {
+            dev.complete(id)?;
+        }
+        assert_eq!(got[128].child_domid, 200);
+        assert_eq!(dev.complete(128), Err(EAGAIN));
+        assert!(dev.holds_module_ref());
+        fsleep(Delta::from_millis(250));
+        assert_eq!(dev.complete(128), Err(ECANCELED));
+        let i = dev.info();
+        assert_eq!(i.outstanding, 0);
+        assert_eq!(i.counters.rejected_completions, 1);
+        assert_eq!(i.counters.hypervisor_errors, 2);
+        assert!(!dev.holds_module_ref());
+        assert_eq!(dev.complete(128), Err(EALREADY));
+        let r = dev.shutdown();
+        assert_eq!((r.auto_completed, r.disabled), (0, true));
         Ok(())
     }
 
@@ -868,7 +1000,8 @@ mod device_tests {
         let s = sim.stats();
         assert_eq!(s.waiting_at_disable, 0);
         assert_eq!(s.notified, s.completed);
-        assert_eq!(s.unnotified_at_disable, 3);
+        // The racing parent finds the fenced ring full and returns without notifying.
+        assert_eq!(s.abandoned_unnotified, 3);
         assert_eq!((s.invalid_completions, s.double_completions), (0, 0));
         assert!(!dev.ring().is_leaked());
         Ok(())

@@ -33,6 +33,8 @@ pub(crate) enum SlotState {
 struct Slot {
     state: SlotState,
     redelivered: bool,
+    /// When the hypervisor first refused its completion (ms, caller's clock).
+    rejected_ms: Option<u64>,
     /// When the orphan clock of this entry started (ms, caller's clock).
     since_ms: u64,
     entry: RingEntry,
@@ -41,6 +43,7 @@ struct Slot {
 const FREE: Slot = Slot {
     state: SlotState::Free,
     redelivered: false,
+    rejected_ms: None,
     since_ms: 0,
     entry: RingEntry {
         id: 0,
@@ -184,6 +187,7 @@ impl Tracker {
         *self.slot_mut(idx) = Slot {
             state: SlotState::Queued,
             redelivered: false,
+            rejected_ms: None,
             since_ms: now_ms,
             entry,
         };
@@ -308,6 +312,17 @@ impl Tracker {
     /// The hypervisor id of the entry at `idx`.
     pub(crate) fn id_of(&self, idx: u64) -> u32 {
         self.slot(idx).entry.id
+    }
+
+    /// The ring entry at `idx`.
+    pub(crate) fn entry_of(&self, idx: u64) -> RingEntry {
+        self.slot(idx).entry
+    }
+
+    /// When the hypervisor first refused the completion of `idx`; records `now_ms` if this is
+    /// the first time.
+    pub(crate) fn first_rejection(&mut self, idx: u64, now_ms: u64) -> u64 {
+        *self.slot_mut(idx).rejected_ms.get_or_insert(now_ms)
     }
 
     /// Marks `idx` completed and slides the window over the completed prefix.

@@ -76,6 +76,13 @@ module! {
                 /dev/xen/clone open before the module completes it itself, so that its parent \
                 does not block forever (the child stays paused); 0 = never",
         },
+        reject_grace: u32 {
+            default: 10,
+            description: "Seconds after Xen first refuses a completion with -EINVAL (the id is \
+                not in its completion ring yet) during which the completion may be retried \
+                (XEN_CLONE_IOC_COMPLETE answers EAGAIN); after that the entry is released \
+                (ECANCELED, dmesg line, counter rejected_completions), its child stays paused",
+        },
         simulate: bool {
             default: false,
             description: "TEST ONLY: run against a simulated hypervisor (loads outside Xen; \
@@ -217,6 +224,7 @@ impl kernel::Module for XenCloneModule {
                 0
             },
             orphan_timeout_s: module_parameters::orphan_timeout.value(),
+            reject_grace_ms: module_parameters::reject_grace.value().saturating_mul(1000),
         };
         if !(1..=32).contains(&cfg.ring_pages) {
             pr_err!("ring_pages={} is out of range 1..32\n", cfg.ring_pages);

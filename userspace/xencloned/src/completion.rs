@@ -16,30 +16,96 @@
 //! found in sysfs) is connected and its `hotplug-error` removed; once all
 //! are, the child is unpaused (unless `-p`): nothing lost, nothing hung.
 //! Only a child whose vifs never come up stays paused.
+//!
+//! A completion the hypervisor does not accept yet (`EAGAIN` from
+//! `/dev/xen/clone`: Nephele's Xen answered `-EINVAL`, the id is not in its
+//! completion ring yet, which it enters once the parent's clone hypercall
+//! makes room) is retried by the daemon ([`Outcome::Retry`], backoff up to
+//! [`RETRY_MAX`]); the clone stays in flight meanwhile. One the hypervisor
+//! refuses for good (`ECANCELED`: the module released the entry after its
+//! `reject_grace`, dmesg names it) is a failed clone: completed as far as
+//! the daemon can, child left paused, the reason logged.
 
 use crate::clone::{Clone, Phase};
 use crate::hypervisor::Hypervisor;
 use crate::source::CloneSource;
+use crate::source::SourceError;
 use crate::stats::{CloneRecord, Stats};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+/// First delay before a completion the hypervisor did not accept yet is
+/// tried again; it doubles up to [`RETRY_MAX`].
+pub const RETRY_FIRST: Duration = Duration::from_millis(20);
+/// Longest delay between two tries of a completion.
+pub const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// What [`complete`] did with the clone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Finished: completed (or failed for good) and unpaused or left paused.
+    Done,
+    /// The hypervisor does not accept the completion yet: call again later
+    /// (the clone is unchanged apart from its stage timings).
+    Retry,
+}
+
+fn errno_of(e: &SourceError) -> Option<i32> {
+    match e {
+        SourceError::Complete { source, .. } => source.raw_os_error(),
+        _ => None,
+    }
+}
+
+/// Completes clone `c` and unpauses its child. `retrying`: this is a
+/// repeated try after [`Outcome::Retry`].
 pub fn complete(
     source: &mut dyn CloneSource,
     hv: &mut dyn Hypervisor,
     c: &mut Clone,
     leave_paused: bool,
     stats: &mut Stats,
-) {
+    retrying: bool,
+) -> Outcome {
     let (p, ch, id) = (c.parent(), c.child(), c.entry.id);
-    // Time since the last stage: waiting for netback's uevents.
-    c.stage_done("devices");
-    let completed = match source.complete(id) {
-        Ok(()) => true,
-        Err(e) => {
-            stats.completion_errors += 1;
-            tracing::error!(parent = p, child = ch, id, "completion failed: {e}");
-            c.fail(format!("completion: {e}"));
-            false
+    if !retrying {
+        // Time since the last stage: waiting for netback's uevents.
+        c.stage_done("devices");
+    }
+    let completed = {
+        match source.complete(id) {
+            Ok(()) => true,
+            Err(e) if errno_of(&e) == Some(libc::EAGAIN) => {
+                stats.completion_retries += 1;
+                if !retrying {
+                    tracing::warn!(
+                        parent = p,
+                        child = ch,
+                        id,
+                        "the hypervisor does not accept the completion yet (id not in its completion ring: {e}); retrying, child {ch} stays paused meanwhile"
+                    );
+                }
+                return Outcome::Retry;
+            }
+            Err(e) if errno_of(&e) == Some(libc::ECANCELED) => {
+                stats.completion_errors += 1;
+                stats.completions_rejected += 1;
+                tracing::error!(
+                    parent = p,
+                    child = ch,
+                    id,
+                    "the hypervisor refused the completion for good and xen_clone_dev released it (see dmesg): child {ch} stays paused (xl unpause {ch} or xl destroy {ch})"
+                );
+                c.fail(format!(
+                    "completion refused by the hypervisor (released by xen_clone_dev): {e}"
+                ));
+                false
+            }
+            Err(e) => {
+                stats.completion_errors += 1;
+                tracing::error!(parent = p, child = ch, id, "completion failed: {e}");
+                c.fail(format!("completion: {e}"));
+                false
+            }
         }
     };
     c.stage_done("completion");
@@ -88,4 +154,5 @@ pub fn complete(
         latency,
         stages: c.stages.clone(),
     });
+    Outcome::Done
 }

@@ -6,6 +6,7 @@
 
 use crate::clone::vif::Online;
 use crate::clone::{self, Clone, Env, Options, VifState};
+use crate::completion::{Outcome, RETRY_FIRST, RETRY_MAX};
 use crate::hypervisor::Hypervisor;
 use crate::netlink::NetOps;
 use crate::parent::{self, ParentCache, ParentError, ParentInfo};
@@ -55,6 +56,14 @@ const LATE_RECHECK: Duration = Duration::from_secs(1);
 struct LateClone {
     clone: Clone,
     completed: Instant,
+}
+
+/// A clone whose completion the hypervisor did not accept yet (`EAGAIN`):
+/// tried again at `next`, with a doubling `delay`.
+struct Completing {
+    clone: Clone,
+    next: Instant,
+    delay: Duration,
 }
 
 /// Token of the `@releaseDomain` watch.
@@ -124,6 +133,8 @@ pub struct Daemon {
     /// Completed as failed, waiting for late vifs (oldest first).
     late: std::collections::VecDeque<LateClone>,
     late_checked: Instant,
+    /// Set up, waiting for the hypervisor to accept their completion.
+    completing: Vec<Completing>,
     pub stats: Stats,
     stats_file: Option<PathBuf>,
     stats_dirty: bool,
@@ -212,6 +223,7 @@ impl Daemon {
             clones: BTreeMap::new(),
             late: std::collections::VecDeque::new(),
             late_checked: Instant::now(),
+            completing: Vec::new(),
             stats,
             stats_file: cfg.stats_file,
             stats_dirty: true,
@@ -233,7 +245,12 @@ impl Daemon {
     }
 
     pub fn in_flight(&self) -> usize {
-        self.clones.len()
+        self.clones.len() + self.completing.len()
+    }
+
+    /// Clones set up whose completion the hypervisor did not accept yet.
+    pub fn completing(&self) -> usize {
+        self.completing.len()
     }
 
     /// Clones completed as failed that still wait for a late vif.
@@ -751,6 +768,7 @@ impl Daemon {
             }
         }
         self.check_late(now);
+        self.retry_completions(now);
         if self.stats_dirty
             && self
                 .stats_written
@@ -788,28 +806,72 @@ impl Daemon {
                     VifState::WaitingOnline => {}
                 }
             }
-            crate::completion::complete(
+            let outcome = crate::completion::complete(
                 &mut *self.source,
                 &mut *self.hv,
                 &mut c,
                 self.opts.leave_paused,
                 &mut self.stats,
+                false,
             );
             self.stats_dirty = true;
-            if c.recoverable() {
-                tracing::info!(
-                    parent = c.parent(),
-                    child = c.child(),
-                    id,
-                    "waiting up to {:?} for the failed vifs of child {}: one that comes up is connected, and the child unpaused once all are",
-                    LATE_KEEP,
-                    c.child()
-                );
-                self.late.push_back(LateClone {
+            if outcome == Outcome::Retry {
+                self.completing.push(Completing {
                     clone: c,
-                    completed: Instant::now(),
+                    next: Instant::now() + RETRY_FIRST,
+                    delay: RETRY_FIRST,
                 });
+                continue;
             }
+            self.after_completion(c);
+        }
+    }
+
+    /// Tries again the completions that are due (see [`Completing`]).
+    fn retry_completions(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.completing.len() {
+            if self.completing[i].next > now {
+                i += 1;
+                continue;
+            }
+            let mut p = self.completing.swap_remove(i);
+            let outcome = crate::completion::complete(
+                &mut *self.source,
+                &mut *self.hv,
+                &mut p.clone,
+                self.opts.leave_paused,
+                &mut self.stats,
+                true,
+            );
+            self.stats_dirty = true;
+            if outcome == Outcome::Retry {
+                p.delay = (p.delay * 2).min(RETRY_MAX);
+                p.next = now + p.delay;
+                // Not due again in this pass: `next` is in the future.
+                self.completing.push(p);
+            } else {
+                self.after_completion(p.clone);
+            }
+        }
+    }
+
+    /// A clone is completed: keep it for its late vifs if that can help.
+    fn after_completion(&mut self, c: Clone) {
+        let id = c.entry.id;
+        if c.recoverable() {
+            tracing::info!(
+                parent = c.parent(),
+                child = c.child(),
+                id,
+                "waiting up to {:?} for the failed vifs of child {}: one that comes up is connected, and the child unpaused once all are",
+                LATE_KEEP,
+                c.child()
+            );
+            self.late.push_back(LateClone {
+                clone: c,
+                completed: Instant::now(),
+            });
         }
     }
 

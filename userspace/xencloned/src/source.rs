@@ -267,6 +267,12 @@ pub struct SimState {
     pub completed: Vec<u32>,
     /// Completion attempts for ids not outstanding (must stay empty).
     pub bad_completions: Vec<u32>,
+    /// `(id, errno, times)`: the next `times` completions of `id` fail
+    /// with `errno`, as the device answers for a completion the hypervisor
+    /// refuses (`EAGAIN`: not yet; `ECANCELED`: released, for good).
+    pub refuse: Vec<(u32, i32, u32)>,
+    /// Completion attempts answered from `refuse`.
+    pub refused: Vec<(u32, i32)>,
     pub info: XenCloneInfo,
 }
 
@@ -310,6 +316,21 @@ impl SimHandle {
             .unwrap_or_default()
     }
 
+    /// The next `times` completions of `id` fail with `errno` (see
+    /// [`SimState::refuse`]).
+    pub fn refuse(&self, id: u32, errno: i32, times: u32) {
+        if let Ok(mut s) = self.state.lock() {
+            s.refuse.push((id, errno, times));
+        }
+    }
+
+    pub fn refused(&self) -> Vec<(u32, i32)> {
+        self.state
+            .lock()
+            .map(|s| s.refused.clone())
+            .unwrap_or_default()
+    }
+
     pub fn bad_completions(&self) -> Vec<u32> {
         self.state
             .lock()
@@ -341,6 +362,24 @@ impl SimSource {
 
 /// The device's completion rule: once, only for an outstanding id.
 fn sim_complete(s: &mut SimState, id: u32) -> Result<(), SourceError> {
+    let outstanding = s.outstanding.contains(&id);
+    if let Some(r) = s
+        .refuse
+        .iter_mut()
+        .find(|r| r.0 == id && r.2 > 0 && outstanding)
+    {
+        r.2 -= 1;
+        let errno = r.1;
+        s.refused.push((id, errno));
+        if errno == libc::ECANCELED {
+            // Released by the module.
+            s.outstanding.retain(|x| *x != id);
+        }
+        return Err(SourceError::Complete {
+            id,
+            source: io::Error::from_raw_os_error(errno),
+        });
+    }
     if let Some(i) = s.outstanding.iter().position(|x| *x == id) {
         s.outstanding.swap_remove(i);
         s.completed.push(id);

@@ -641,6 +641,85 @@ fn lost_uevent_is_recovered_from_sysfs() {
     );
 }
 
+impl Harness {
+    /// Steps the daemon until nothing is in flight (panics after 10 s).
+    fn run_until_idle(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.daemon.in_flight() > 0
+            || self.sim.state.lock().is_ok_and(|s| !s.queued.is_empty())
+        {
+            assert!(Instant::now() < deadline, "clones still in flight");
+            self.daemon
+                .step(Some(Duration::from_millis(20)))
+                .expect("step");
+        }
+    }
+}
+
+/// Issue 12 item 2: a completion the hypervisor does not accept yet
+/// (`EAGAIN`) is tried again until it is accepted; the child is unpaused
+/// only then.
+#[test]
+fn completion_not_accepted_yet_is_retried() {
+    let Some(mut h) = harness(
+        "completion_not_accepted_yet",
+        "bond0",
+        Netback::Normal,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.sim.refuse(1, libc::EAGAIN, 3);
+    h.push(1, 9, 0);
+    h.run_until_completed(1);
+    assert_eq!(h.sim.refused(), vec![(1, libc::EAGAIN); 3]);
+    assert_eq!(h.hv.unpaused(), vec![9]);
+    assert_eq!(h.daemon.stats.completion_retries, 3);
+    assert_eq!(h.daemon.stats.completion_errors, 0);
+    assert_eq!(h.daemon.completing(), 0);
+    assert!(h.sim.bad_completions().is_empty());
+}
+
+/// Issue 12 item 2: a completion the hypervisor refused for good
+/// (`ECANCELED`: the module released the entry) fails the clone: the child
+/// stays paused, the reason is recorded.
+#[test]
+fn completion_refused_for_good_leaves_the_child_paused() {
+    let Some(mut h) = harness(
+        "completion_refused_for_good",
+        "bond0",
+        Netback::Normal,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.sim.refuse(1, libc::EAGAIN, 2);
+    h.sim.refuse(1, libc::ECANCELED, 1);
+    h.push(1, 9, 0);
+    h.run_until_idle();
+    assert_eq!(
+        h.sim.refused(),
+        vec![(1, libc::EAGAIN), (1, libc::EAGAIN), (1, libc::ECANCELED)]
+    );
+    assert!(h.sim.completed().is_empty());
+    assert!(h.hv.unpaused().is_empty());
+    assert_eq!(h.daemon.stats.completions_rejected, 1);
+    assert_eq!(h.daemon.stats.clones_failed, 1);
+    let last = h
+        .daemon
+        .stats
+        .recent
+        .back()
+        .and_then(|r| r.error.clone())
+        .unwrap_or_default();
+    assert!(last.contains("refused by the hypervisor"), "{last}");
+    assert!(h.sim.bad_completions().is_empty());
+}
+
 #[test]
 fn dead_netback_times_out_and_still_completes() {
     let mut o = opts(XsMode::DeepCopy);
