@@ -1,12 +1,20 @@
 //! Network operations on clone vifs, in-process (no `ip` child processes):
 //! rtnetlink `RTM_NEWLINK` with `IFLA_MASTER` (enslave / release) and
-//! `IFF_UP`, plus sysfs look-ups (bond or bridge, netdev present, master).
+//! `IFF_UP` (messages from `netlink-packet-route`, a blocking `netlink-sys`
+//! socket), plus sysfs look-ups (bond or bridge, netdev present, master)
+//! and ARP frames out of a vif (`AF_PACKET`).
 //!
 //! [`NetOps`] is the seam the pipeline uses; [`Rtnl`] is the real one and is
 //! exercised by `xencloned net ...` inside the test VM (the host has no
 //! bonding) and, for the generic parts, against a bridge in a private
 //! network namespace in this crate's tests.
 
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -158,186 +166,120 @@ pub fn send_frame(ifindex: i32, frame: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-const RTM_NEWLINK: u16 = 16;
-const NLM_F_REQUEST: u16 = 1;
-const NLM_F_ACK: u16 = 4;
-const NLM_F_CREATE: u16 = 0x400;
-const NLM_F_EXCL: u16 = 0x200;
-const NLMSG_ERROR: u16 = 2;
-const IFLA_IFNAME: u16 = 3;
-const IFLA_MASTER: u16 = 10;
-const IFLA_LINKINFO: u16 = 18;
-const IFLA_INFO_KIND: u16 = 1;
-const NLA_F_NESTED: u16 = 0x8000;
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
+/// `RTM_NEWLINK` for `link`, with `NLM_F_REQUEST | NLM_F_ACK | flags`, as
+/// the bytes to send.
+pub fn newlink_request(seq: u32, flags: u16, link: LinkMessage) -> Vec<u8> {
+    let mut m = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::NewLink(link)),
+    );
+    m.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    m.header.sequence_number = seq;
+    m.finalize();
+    let mut buf = vec![0u8; m.buffer_len()];
+    m.serialize(&mut buf);
+    buf
 }
 
-/// Appends one netlink attribute.
-pub fn push_attr(buf: &mut Vec<u8>, ty: u16, payload: &[u8]) {
-    let len = 4 + payload.len();
-    buf.extend_from_slice(&(len as u16).to_ne_bytes());
-    buf.extend_from_slice(&ty.to_ne_bytes());
-    buf.extend_from_slice(payload);
-    buf.resize(align4(buf.len()), 0);
+/// `RTM_NEWLINK` of the existing link `index`: its header, `attributes`,
+/// and the `flags` to change (`change` is their mask).
+fn link_message(index: u32, flags: LinkFlags, attributes: Vec<LinkAttribute>) -> LinkMessage {
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    link.header.flags = flags;
+    link.header.change_mask = flags;
+    link.attributes = attributes;
+    link
 }
 
-/// Encodes an `RTM_NEWLINK` request: header, `ifinfomsg`, attributes.
-pub fn newlink_msg(
-    seq: u32,
-    flags: u16,
-    ifindex: i32,
-    ifi_flags: u32,
-    ifi_change: u32,
-    attrs: &[u8],
-) -> Vec<u8> {
-    let mut m = Vec::with_capacity(64);
-    m.extend_from_slice(&0u32.to_ne_bytes()); // length, patched below
-    m.extend_from_slice(&RTM_NEWLINK.to_ne_bytes());
-    m.extend_from_slice(&(NLM_F_REQUEST | NLM_F_ACK | flags).to_ne_bytes());
-    m.extend_from_slice(&seq.to_ne_bytes());
-    m.extend_from_slice(&0u32.to_ne_bytes()); // pid
-    // struct ifinfomsg { u8 family, u8 pad, u16 type, i32 index, u32 flags, u32 change }
-    m.push(libc::AF_UNSPEC as u8);
-    m.push(0);
-    m.extend_from_slice(&0u16.to_ne_bytes());
-    m.extend_from_slice(&ifindex.to_ne_bytes());
-    m.extend_from_slice(&ifi_flags.to_ne_bytes());
-    m.extend_from_slice(&ifi_change.to_ne_bytes());
-    m.extend_from_slice(attrs);
-    let len = m.len() as u32;
-    m[..4].copy_from_slice(&len.to_ne_bytes());
-    m
-}
-
-/// Parses the ack of a request: `Ok(0)` or the negative errno, for `seq`.
-pub fn parse_ack(buf: &[u8], seq: u32) -> Option<i32> {
+/// The answer to request `seq` in one datagram: `Some(Ok(()))` for its
+/// ack, `Some(Err(_))` for its error (the errno) or a datagram that is not
+/// netlink, `None` when the datagram does not answer `seq`.
+pub fn ack_of(buf: &[u8], seq: u32) -> Option<io::Result<()>> {
     let mut off = 0;
-    while off + 16 <= buf.len() {
-        let word = |o: usize| u32::from_ne_bytes([buf[o], buf[o + 1], buf[o + 2], buf[o + 3]]);
-        let len = word(off) as usize;
-        let ty = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
-        let mseq = word(off + 8);
-        if len < 16 || off + len > buf.len() {
-            return None;
+    while off < buf.len() {
+        let bad = |e: &dyn std::fmt::Display| {
+            Some(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("malformed rtnetlink reply: {e}"),
+            )))
+        };
+        let len = match NetlinkBuffer::new_checked(&buf[off..]) {
+            Ok(b) => b.length() as usize,
+            Err(e) => return bad(&e),
+        };
+        if NetlinkBuffer::new(&buf[off..]).sequence_number() == seq {
+            let m = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
+                Ok(m) => m,
+                Err(e) => return bad(&e),
+            };
+            if let NetlinkPayload::Error(e) = m.payload {
+                return Some(match e.code {
+                    None => Ok(()),
+                    Some(code) => Err(io::Error::from_raw_os_error(-code.get())),
+                });
+            }
         }
-        if ty == NLMSG_ERROR && mseq == seq && len >= 20 {
-            return Some(word(off + 16) as i32);
-        }
-        off += align4(len);
+        // Messages are NLMSG_ALIGNTO (4) aligned.
+        off += (len + 3) & !3;
     }
     None
 }
 
-/// Real implementation: rtnetlink socket + sysfs.
+/// Real implementation: an rtnetlink socket (`netlink-sys`, blocking, no
+/// async runtime) with messages of `netlink-packet-route`, and sysfs.
 pub struct Rtnl {
-    fd: OwnedFd,
+    sock: Socket,
     seq: u32,
     sysfs: PathBuf,
 }
 
 impl Rtnl {
     pub fn open(sysfs_root: PathBuf) -> io::Result<Rtnl> {
-        // SAFETY: plain socket(2); result checked and owned.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let mut sock = Socket::new(NETLINK_ROUTE)?;
+        sock.bind_auto()?;
+        sock.connect(&SocketAddr::new(0, 0))?;
         Ok(Rtnl {
-            // SAFETY: fresh fd exclusively owned from here on.
-            fd: unsafe { OwnedFd::from_raw_fd(raw) },
+            sock,
             seq: 1,
             sysfs: sysfs_root,
         })
     }
 
-    fn ifindex(&self, dev: &str) -> Result<i32, NetError> {
-        nix::net::if_::if_nametoindex(dev)
-            .map(|i| i as i32)
-            .map_err(|_| NetError::NoDevice { dev: dev.into() })
+    fn ifindex(&self, dev: &str) -> Result<u32, NetError> {
+        nix::net::if_::if_nametoindex(dev).map_err(|_| NetError::NoDevice { dev: dev.into() })
     }
 
+    /// Sends `RTM_NEWLINK` for `link` and waits for its ack; an error
+    /// names `op`, `dev` and the errno.
     fn request(
         &mut self,
         op: &'static str,
         dev: &str,
-        msg_for_seq: impl FnOnce(u32) -> Vec<u8>,
+        flags: u16,
+        link: LinkMessage,
     ) -> Result<(), NetError> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
-        let msg = msg_for_seq(seq);
         let err = |source: io::Error| NetError::Netlink {
             op,
             dev: dev.into(),
             source,
         };
-        // SAFETY: valid fd; buffer pointer/length from a live Vec. The
-        // kernel is the default destination of an unbound netlink socket.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), 0) };
-        if n < 0 {
-            return Err(err(io::Error::last_os_error()));
-        }
+        self.sock
+            .send(&newlink_request(seq, flags, link), 0)
+            .map_err(err)?;
         let mut buf = vec![0u8; 8192];
         loop {
-            // SAFETY: valid fd, live buffer.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(err(e));
-            }
-            match parse_ack(&buf[..n as usize], seq) {
-                Some(0) => return Ok(()),
-                Some(e) => return Err(err(io::Error::from_raw_os_error(-e))),
-                None => continue,
+            let n = match self.sock.recv(&mut &mut buf[..], 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err(e)),
+            };
+            if let Some(r) = ack_of(&buf[..n], seq) {
+                return r.map_err(err);
             }
         }
-    }
-
-    /// Creates a link of `kind` (e.g. `bridge`, `dummy`): test helper.
-    pub fn create_link(&mut self, name: &str, kind: &str) -> Result<(), NetError> {
-        let mut attrs = Vec::new();
-        let mut n = name.as_bytes().to_vec();
-        n.push(0);
-        push_attr(&mut attrs, IFLA_IFNAME, &n);
-        let mut info = Vec::new();
-        push_attr(&mut info, IFLA_INFO_KIND, kind.as_bytes());
-        push_attr(&mut attrs, IFLA_LINKINFO | NLA_F_NESTED, &info);
-        self.request("create", name, |seq| {
-            newlink_msg(seq, NLM_F_CREATE | NLM_F_EXCL, 0, 0, 0, &attrs)
-        })
-    }
-
-    /// Creates a veth pair `name`/`peer`: test helper.
-    pub fn create_veth(&mut self, name: &str, peer: &str) -> Result<(), NetError> {
-        let cstr = |s: &str| {
-            let mut v = s.as_bytes().to_vec();
-            v.push(0);
-            v
-        };
-        let mut peer_msg = vec![0u8; 16]; // struct ifinfomsg, all zero
-        push_attr(&mut peer_msg, IFLA_IFNAME, &cstr(peer));
-        let mut data = Vec::new();
-        push_attr(&mut data, 1 /* VETH_INFO_PEER */ | NLA_F_NESTED, &peer_msg);
-        let mut info = Vec::new();
-        push_attr(&mut info, IFLA_INFO_KIND, b"veth");
-        push_attr(&mut info, 2 /* IFLA_INFO_DATA */ | NLA_F_NESTED, &data);
-        let mut attrs = Vec::new();
-        push_attr(&mut attrs, IFLA_IFNAME, &cstr(name));
-        push_attr(&mut attrs, IFLA_LINKINFO | NLA_F_NESTED, &info);
-        self.request("create", name, |seq| {
-            newlink_msg(seq, NLM_F_CREATE | NLM_F_EXCL, 0, 0, 0, &attrs)
-        })
     }
 
     fn set_master_index(
@@ -347,9 +289,12 @@ impl Rtnl {
         master: u32,
     ) -> Result<(), NetError> {
         let idx = self.ifindex(dev)?;
-        let mut attrs = Vec::new();
-        push_attr(&mut attrs, IFLA_MASTER, &master.to_ne_bytes());
-        self.request(op, dev, |seq| newlink_msg(seq, 0, idx, 0, 0, &attrs))
+        let link = link_message(
+            idx,
+            LinkFlags::empty(),
+            vec![LinkAttribute::Controller(master)],
+        );
+        self.request(op, dev, 0, link)
     }
 }
 
@@ -372,7 +317,7 @@ impl NetOps for Rtnl {
     }
 
     fn set_master(&mut self, dev: &str, master: &str) -> Result<(), NetError> {
-        let m = self.ifindex(master)? as u32;
+        let m = self.ifindex(master)?;
         self.set_master_index("enslave", dev, m)
     }
 
@@ -382,8 +327,7 @@ impl NetOps for Rtnl {
 
     fn set_up(&mut self, dev: &str) -> Result<(), NetError> {
         let idx = self.ifindex(dev)?;
-        let up = libc::IFF_UP as u32;
-        self.request("up", dev, |seq| newlink_msg(seq, 0, idx, up, up, &[]))
+        self.request("up", dev, 0, link_message(idx, LinkFlags::Up, Vec::new()))
     }
 
     fn send_arp(
@@ -397,7 +341,7 @@ impl NetOps for Rtnl {
             .ok()
             .and_then(|m| parse_mac(&m))
             .ok_or_else(|| NetError::NoDevice { dev: dev.into() })?;
-        send_frame(idx, &arp_request_frame(mac, sender_ip, target_ip)).map_err(|source| {
+        send_frame(idx as i32, &arp_request_frame(mac, sender_ip, target_ip)).map_err(|source| {
             NetError::Netlink {
                 op: "arp",
                 dev: dev.into(),
@@ -410,6 +354,8 @@ impl NetOps for Rtnl {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+    use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkInfo};
 
     #[test]
     fn devtype_parsing() {
@@ -429,23 +375,28 @@ mod tests {
 
     #[test]
     fn newlink_encoding() {
-        let mut attrs = Vec::new();
-        push_attr(&mut attrs, IFLA_MASTER, &7u32.to_ne_bytes());
-        assert_eq!(attrs.len(), 8);
-        let m = newlink_msg(42, 0, 5, 1, 1, &attrs);
-        assert_eq!(m.len(), 16 + 16 + 8);
-        assert_eq!(u32::from_ne_bytes([m[0], m[1], m[2], m[3]]), 40);
-        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), RTM_NEWLINK);
-        assert_eq!(u16::from_ne_bytes([m[6], m[7]]), NLM_F_REQUEST | NLM_F_ACK);
-        assert_eq!(u32::from_ne_bytes([m[8], m[9], m[10], m[11]]), 42);
-        assert_eq!(i32::from_ne_bytes([m[20], m[21], m[22], m[23]]), 5);
+        let m = newlink_request(
+            42,
+            0,
+            link_message(5, LinkFlags::Up, vec![LinkAttribute::Controller(7)]),
+        );
+        let word = |o: usize| u32::from_ne_bytes([m[o], m[o + 1], m[o + 2], m[o + 3]]);
+        // nlmsghdr (16), ifinfomsg (16), IFLA_MASTER (8).
+        assert_eq!(m.len(), 40);
+        assert_eq!(word(0), 40);
+        assert_eq!(u16::from_ne_bytes([m[4], m[5]]), libc::RTM_NEWLINK);
+        assert_eq!(
+            u16::from_ne_bytes([m[6], m[7]]),
+            (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16
+        );
+        assert_eq!(word(8), 42);
+        assert_eq!(m[16], libc::AF_UNSPEC as u8);
+        assert_eq!(word(20), 5);
+        assert_eq!(word(24), libc::IFF_UP as u32);
+        assert_eq!(word(28), libc::IFF_UP as u32);
         assert_eq!(&m[32..34], &8u16.to_ne_bytes());
-        assert_eq!(&m[34..36], &IFLA_MASTER.to_ne_bytes());
-        assert_eq!(&m[36..40], &7u32.to_ne_bytes());
-        // Odd-sized payloads are padded to 4 bytes.
-        let mut a = Vec::new();
-        push_attr(&mut a, IFLA_IFNAME, b"br0\0x");
-        assert_eq!(a.len(), 12);
+        assert_eq!(&m[34..36], &libc::IFLA_MASTER.to_ne_bytes());
+        assert_eq!(word(36), 7);
     }
 
     #[test]
@@ -474,19 +425,67 @@ mod tests {
         assert_eq!(parse_backend_ip("bogus"), None);
     }
 
+    /// An `NLMSG_ERROR` answer to `seq` with `errno` (0: an ack).
+    fn nlmsgerr(seq: u32, errno: i32) -> Vec<u8> {
+        let mut m = Vec::new();
+        m.extend_from_slice(&36u32.to_ne_bytes());
+        m.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&(-errno).to_ne_bytes());
+        // The request's header, as the kernel echoes it.
+        m.extend_from_slice(&16u32.to_ne_bytes());
+        m.extend_from_slice(&libc::RTM_NEWLINK.to_ne_bytes());
+        m.extend_from_slice(&[0u8; 10]);
+        m
+    }
+
     #[test]
     fn ack_parsing() {
-        let mut ack = Vec::new();
-        ack.extend_from_slice(&36u32.to_ne_bytes());
-        ack.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
-        ack.extend_from_slice(&0u16.to_ne_bytes());
-        ack.extend_from_slice(&9u32.to_ne_bytes());
-        ack.extend_from_slice(&0u32.to_ne_bytes());
-        ack.extend_from_slice(&(-(libc::EPERM)).to_ne_bytes());
-        ack.extend_from_slice(&[0u8; 16]);
-        assert_eq!(parse_ack(&ack, 9), Some(-libc::EPERM));
-        assert_eq!(parse_ack(&ack, 8), None);
-        assert_eq!(parse_ack(&ack[..10], 9), None);
+        let e = ack_of(&nlmsgerr(9, libc::EPERM), 9)
+            .expect("answers 9")
+            .expect_err("EPERM");
+        assert_eq!(e.raw_os_error(), Some(libc::EPERM));
+        assert!(ack_of(&nlmsgerr(9, 0), 9).expect("answers 9").is_ok());
+        assert!(ack_of(&nlmsgerr(9, libc::EPERM), 8).is_none());
+        // The answer may follow another message in the same datagram.
+        let mut two = nlmsgerr(3, 0);
+        two.extend(nlmsgerr(4, libc::ENODEV));
+        let e = ack_of(&two, 4).expect("answers 4").expect_err("ENODEV");
+        assert_eq!(e.raw_os_error(), Some(libc::ENODEV));
+        // A truncated datagram is an error, never a wait for more.
+        let e = ack_of(&nlmsgerr(9, 0)[..10], 9)
+            .expect("malformed")
+            .expect_err("malformed");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    impl Rtnl {
+        /// Creates a link of `kind` (a bridge, a dummy).
+        fn create_link(&mut self, name: &str, kind: InfoKind) -> Result<(), NetError> {
+            let mut link = LinkMessage::default();
+            link.attributes = vec![
+                LinkAttribute::IfName(name.into()),
+                LinkAttribute::LinkInfo(vec![LinkInfo::Kind(kind)]),
+            ];
+            self.request("create", name, NLM_F_CREATE | NLM_F_EXCL, link)
+        }
+
+        /// Creates a veth pair `name`/`peer`.
+        fn create_veth(&mut self, name: &str, peer: &str) -> Result<(), NetError> {
+            let mut peer_link = LinkMessage::default();
+            peer_link.attributes = vec![LinkAttribute::IfName(peer.into())];
+            let mut link = LinkMessage::default();
+            link.attributes = vec![
+                LinkAttribute::IfName(name.into()),
+                LinkAttribute::LinkInfo(vec![
+                    LinkInfo::Kind(InfoKind::Veth),
+                    LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_link))),
+                ]),
+            ];
+            self.request("create", name, NLM_F_CREATE | NLM_F_EXCL, link)
+        }
     }
 
     /// An AF_PACKET ARP listener on `ifindex` with a 200 ms timeout.
@@ -595,7 +594,7 @@ mod tests {
                 )));
             }
             let mut n = Rtnl::open(PathBuf::from("/sys")).map_err(failed)?;
-            create_or_missing(n.create_link("xcbr0", "bridge"), "create bridge")?;
+            create_or_missing(n.create_link("xcbr0", InfoKind::Bridge), "create bridge")?;
             create_or_missing(n.create_veth("xcport0", "xcpeer0"), "create veth")?;
             n.set_master("xcport0", "xcbr0").map_err(failed)?;
             n.set_up("xcport0").map_err(failed)?;
@@ -604,14 +603,16 @@ mod tests {
                 .set_master("nonexistent0", "xcbr0")
                 .expect_err("no such device");
             assert!(e.to_string().contains("nonexistent0"), "{e}");
-            let e = n.create_link("xcbr0", "bridge").expect_err("exists");
+            let e = n
+                .create_link("xcbr0", InfoKind::Bridge)
+                .expect_err("exists");
             assert!(e.to_string().contains("File exists"), "{e}");
             n.release("xcport0").map_err(failed)?;
             // ARP out of one veth end arrives at the other.
             n.set_up("xcpeer0").map_err(failed)?;
-            let peer = n.ifindex("xcpeer0").map_err(failed)?;
+            let peer = n.ifindex("xcpeer0").map_err(failed)? as i32;
             let rx = packet_listener(peer).map_err(failed)?;
-            let port = n.ifindex("xcport0").map_err(failed)?;
+            let port = n.ifindex("xcport0").map_err(failed)? as i32;
             let frame = arp_request_frame(
                 [2, 0, 0, 0, 0, 1],
                 Ipv4Addr::new(10, 8, 0, 1),
