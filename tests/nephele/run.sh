@@ -37,7 +37,9 @@ work=$XC_CACHE/initramfs
 mkdir -p "$work"
 
 # --- Dom0 initramfs: ours + Nephele's toolstack ------------------------------
-d=$work/nephele-dom0
+# One tree and image per run name: runs under different VM locks may build
+# at the same time.
+d=$work/$name
 xc_dom0_base "$d" "$kdir" "$kver"
 xc_nephele_toolstack "$d" "$neph"
 mkdir -p "$d/boot"
@@ -45,8 +47,8 @@ cp "$neph/guests/forker" "$neph/guests/server-udp" "$d/boot/"
 install -m755 "$XC_ROOT/tests/nephele/dom0/init" "$d/init"
 cp "$XC_ROOT/tests/nephele/dom0/lib.sh" "$d/xc/nephele.sh"
 cp -r "$XC_ROOT/tests/nephele/scenarios" "$d/xc/scenarios"
-ir_pack "$d" "$work/nephele-dom0.cpio.gz"
-log "initramfs: dom0 $(du -h "$work/nephele-dom0.cpio.gz" | cut -f1)"
+ir_pack "$d" "$d.cpio.gz"
+log "initramfs: dom0 $(du -h "$d.cpio.gz" | cut -f1)"
 
 # --- boot --------------------------------------------------------------------
 # The Xen command line of tests/xen/run.sh (smap=0 and spec-ctrl=eager-fpu are
@@ -56,4 +58,4 @@ dom0_cmdline="console=hvc0 earlyprintk=xen rdinit=/init xc.scenario=$scenario xc
 log "booting Nephele's Xen + Dom0, scenario $scenario with $xenstored (timeout ${timeout_s}s)"
 xc_vm_run "$name" "$out" "$timeout_s" 3072 \
 	-kernel "$neph/xen/xen" -append "$xen_cmdline" \
-	-initrd "$kdir/arch/x86/boot/bzImage $dom0_cmdline,$work/nephele-dom0.cpio.gz"
+	-initrd "$kdir/arch/x86/boot/bzImage $dom0_cmdline,$d.cpio.gz"
