@@ -15,6 +15,10 @@
 //   it notified are completed. Completion order is free.
 // - Entries read but not completed when the file is released are delivered
 //   again, first, to the next opener, with [`XEN_CLONE_ENTRY_REDELIVERED`].
+// - Entries the module completed itself (orphan policy: no reader for
+//   `orphan_timeout` seconds) are still delivered to the next reader, with
+//   [`XEN_CLONE_ENTRY_AUTO_COMPLETED`]; they need no completion (the ioctl
+//   answers `EALREADY`).
 // - A completion the hypervisor refuses (`CLONEOP_clone_completion`:
 //   `-EINVAL`, the id is not in Xen's completion ring) gets `EAGAIN` while it
 //   may still be accepted (the entry stays outstanding: retry later), and
@@ -30,6 +34,12 @@ pub const XEN_CLONE_DEV_PATH: &str = "/dev/xen/clone";
 /// [`XenCloneEntry::flags`]: this entry was handed out before, to a file that
 /// was released without completing it.
 pub const XEN_CLONE_ENTRY_REDELIVERED: u32 = 1 << 0;
+
+/// [`XenCloneEntry::flags`]: the module completed this entry itself (no reader
+/// for `orphan_timeout` seconds): the parent has returned from its clone
+/// hypercall; the child is still paused, its devices not set up. It needs no
+/// completion ([`XEN_CLONE_IOC_COMPLETE`] answers `EALREADY`).
+pub const XEN_CLONE_ENTRY_AUTO_COMPLETED: u32 = 1 << 1;
 
 /// One clone notification: a child domain waiting for its Dom0 devices.
 #[repr(C)]
@@ -84,6 +94,8 @@ pub struct XenCloneCounters {
     /// Entries released because the hypervisor refused their completion for
     /// good (`ECANCELED`): their children stay paused.
     pub rejected_completions: u64,
+    /// Auto-completed entries delivered to a reader.
+    pub auto_completed_reported: u64,
 }
 
 /// Result of [`XEN_CLONE_IOC_INFO`].
@@ -136,8 +148,9 @@ pub const fn xen_clone_ioc(dir: u32, nr: u32, size: usize) -> u32 {
 /// `_IOW(0xC1, 1, struct XenCloneComplete)`: complete one entry by id.
 ///
 /// Errors: `ENOENT` the id was never handed out by this device (or is not
-/// outstanding); `EALREADY` the id was already completed; `EINVAL`
-/// nonzero `flags`; `EPERM` without `CAP_SYS_ADMIN`; `EAGAIN` the hypervisor refused the completion
+/// outstanding); `EALREADY` the id was already completed (also by the module:
+/// [`XEN_CLONE_ENTRY_AUTO_COMPLETED`]); `EINVAL` nonzero `flags`; `EPERM`
+/// without `CAP_SYS_ADMIN`; `EAGAIN` the hypervisor refused the completion
 /// (`-EINVAL`: the id is not in its completion ring yet) and the entry stays
 /// outstanding: retry later; `ECANCELED` the hypervisor refused it for good
 /// (still `-EINVAL` after the module's grace period, or any other error): the
@@ -153,5 +166,5 @@ pub const XEN_CLONE_IOC_INFO: u32 =
 const _: () = assert!(core::mem::size_of::<XenCloneEntry>() == 32);
 const _: () = assert!(core::mem::align_of::<XenCloneEntry>() == 8);
 const _: () = assert!(core::mem::size_of::<XenCloneComplete>() == 8);
-const _: () = assert!(core::mem::size_of::<XenCloneCounters>() == 72);
-const _: () = assert!(core::mem::size_of::<XenCloneInfo>() == 56 + 72);
+const _: () = assert!(core::mem::size_of::<XenCloneCounters>() == 80);
+const _: () = assert!(core::mem::size_of::<XenCloneInfo>() == 56 + 80);

@@ -5,8 +5,9 @@
 use crate::abi::XenCloneEntry;
 use crate::abi::{
     XenCloneComplete, XenCloneCounters, XenCloneInfo, XEN_CLONE_ABI_VERSION,
-    XEN_CLONE_ENABLE_PAGE_SHARING_POOL, XEN_CLONE_ENTRY_REDELIVERED, XEN_CLONE_INFO_SIMULATED,
-    XEN_CLONE_IOC_COMPLETE, XEN_CLONE_IOC_INFO,
+    XEN_CLONE_ENABLE_PAGE_SHARING_POOL, XEN_CLONE_ENTRY_AUTO_COMPLETED,
+    XEN_CLONE_ENTRY_REDELIVERED, XEN_CLONE_INFO_SIMULATED, XEN_CLONE_IOC_COMPLETE,
+    XEN_CLONE_IOC_INFO,
 };
 use crate::ffi::{self, ModuleRef, RingMem, POLL_READABLE};
 use crate::hv::{Backend, Hypervisor};
@@ -204,6 +205,8 @@ struct State {
     full_reported: bool,
     /// Teardown started: no more hypervisor calls from files or work items.
     stopped: bool,
+    /// [`Tracker::auto_dropped`] when last reported.
+    auto_dropped_reported: u64,
 }
 
 /// The device: the consumer side of the ring and its userspace interface.
@@ -215,8 +218,10 @@ struct State {
 ///   `state.tracker.next()`: every consumed entry is tracked until completed.
 /// - Once the hypervisor accepted `ring`, it is freed only after a successful `CLONEOP_disable`;
 ///   every path that cannot disable it leaks it ([`RingMem::leak`]).
-/// - Unless `state.stopped`, `state.module_ref` is `Some` exactly while the tracker is not idle,
-///   so the module cannot be unloaded while a parent waits for a completion.
+/// - Unless `state.stopped`, `state.module_ref` is `Some` exactly while an entry of the tracker
+///   needs a completion ([`Tracker::needs_completion`]), so the module cannot be unloaded while
+///   a parent waits for a completion (auto-completed entries waiting to be reported, which no
+///   parent waits for, do not hold it).
 /// - `readers` is notified whenever entries become deliverable.
 #[pin_data]
 pub(crate) struct Device {
@@ -252,6 +257,7 @@ impl Device {
                     corrupt_reported: false,
                     full_reported: false,
                     stopped: false,
+                    auto_dropped_reported: 0,
                 }),
                 readers <- new_poll_condvar!("xen_clone_dev::readers"),
             }),
@@ -355,6 +361,14 @@ impl Device {
         }
         let new = self.drain_locked(&mut g);
         self.update_module_ref(&mut g);
+        let dropped = g.tracker.auto_dropped();
+        if dropped != g.auto_dropped_reported {
+            pr_warn!(
+                "{} auto-completed clone(s) dropped unreported to make room: no reader came for them\n",
+                dropped - g.auto_dropped_reported
+            );
+            g.auto_dropped_reported = dropped;
+        }
         if new > 0 {
             self.readers.notify_all();
             if !g.open {
@@ -417,7 +431,7 @@ impl Device {
     }
 
     fn update_module_ref(&self, g: &mut State) {
-        if g.tracker.is_idle() || g.stopped {
+        if !g.tracker.needs_completion() || g.stopped {
             g.module_ref = None;
         } else if g.module_ref.is_none() {
             g.module_ref = Some(ModuleRef::get());
@@ -437,8 +451,9 @@ impl Device {
     }
 
     /// Orphan policy: completes queued entries that waited `orphan_timeout` seconds with no
-    /// opener, so that no parent stays blocked forever. A completion the hypervisor refuses is
-    /// retried like one from userspace (see [`Device::complete`]).
+    /// opener, so that no parent stays blocked forever. They stay queued, flagged
+    /// [`XEN_CLONE_ENTRY_AUTO_COMPLETED`], for the next reader. A completion the hypervisor
+    /// refuses is retried like one from userspace (see [`Device::complete`]).
     pub(crate) fn orphan_check(&self) {
         let timeout_ms = u64::from(self.cfg.orphan_timeout_s) * 1000;
         let mut g = self.state.lock();
@@ -464,7 +479,7 @@ impl Device {
                     errors += 1;
                 } else {
                     g.counters.auto_completions += 1;
-                    g.tracker.mark_completed(idx);
+                    g.tracker.mark_auto_completed(idx);
                 }
                 progress = true;
                 first.get_or_insert(id);
@@ -485,7 +500,7 @@ impl Device {
         }
         if let Some(first) = first {
             pr_warn!(
-                "no reader of /dev/xen/clone for {}s: auto-completed {} clone(s) (ids {}..{}, {} refused) to unblock their parents; the children stay paused\n",
+                "no reader of /dev/xen/clone for {}s: auto-completed {} clone(s) (ids {}..{}, {} refused) to unblock their parents; the children stay paused until a reader sets them up (their entries go to the next reader flagged AUTO_COMPLETED)\n",
                 self.cfg.orphan_timeout_s,
                 done,
                 first,
@@ -602,9 +617,20 @@ impl Device {
                 .iter()
                 .filter(|(_, e)| e.flags & XEN_CLONE_ENTRY_REDELIVERED != 0)
                 .count() as u64;
-            if copied < taken || redelivered > 0 {
+            let auto = batch[..copied]
+                .iter()
+                .filter(|(_, e)| e.flags & XEN_CLONE_ENTRY_AUTO_COMPLETED != 0)
+                .count() as u64;
+            if copied < taken || redelivered > 0 || auto > 0 {
                 let mut g = self.state.lock();
                 g.counters.redeliveries += redelivered;
+                g.counters.auto_completed_reported += auto;
+                for &(idx, e) in &batch[..copied] {
+                    if e.flags & XEN_CLONE_ENTRY_AUTO_COMPLETED != 0 {
+                        // Reported: nothing more to do for it.
+                        g.tracker.finish_auto(idx);
+                    }
+                }
                 for &(idx, _) in &batch[copied..taken] {
                     g.tracker.undeliver(idx);
                 }
@@ -782,7 +808,12 @@ impl Device {
             c.ring_corruptions,
             c.hypervisor_errors
         );
-        seq_print!(m, "rejected_completions:\t{}\n", c.rejected_completions);
+        seq_print!(
+            m,
+            "rejected_completions:\t{}\nauto_completed_reported:\t{}\n",
+            c.rejected_completions,
+            c.auto_completed_reported
+        );
     }
 
     /// Writes the counters for debugfs (`name value` lines).
@@ -796,7 +827,8 @@ impl Device {
         writeln!(f, "bad_ids {}", c.bad_ids)?;
         writeln!(f, "ring_corruptions {}", c.ring_corruptions)?;
         writeln!(f, "hypervisor_errors {}", c.hypervisor_errors)?;
-        writeln!(f, "rejected_completions {}", c.rejected_completions)
+        writeln!(f, "rejected_completions {}", c.rejected_completions)?;
+        writeln!(f, "auto_completed_reported {}", c.auto_completed_reported)
     }
 
     /// Writes the ring and queue state for debugfs (`name value` lines).
@@ -873,6 +905,13 @@ impl Device {
                 report.auto_completed
             );
         }
+        let unreported = g.tracker.auto_queued();
+        if unreported > 0 {
+            pr_warn!(
+                "unloading with {} auto-completed clone(s) never reported to a reader: their children stay paused\n",
+                unreported
+            );
+        }
         g.module_ref = None;
         report.disabled = self.disable_or_leak("at unload");
         if report.disabled {
@@ -885,11 +924,12 @@ impl Device {
 
     /// Completes every queued or outstanding entry (teardown); returns how many.
     fn complete_all_locked(&self, g: &mut State) -> u64 {
-        let pending = u64::from(g.tracker.queued()) + u64::from(g.tracker.outstanding());
+        let mut pending = 0;
         let mut idx = g.tracker.base();
         let end = g.tracker.next();
         while idx != end {
             if g.tracker.is_pending(idx) {
+                pending += 1;
                 if self.hv.complete(g.tracker.id_of(idx)).is_err() {
                     g.counters.hypervisor_errors += 1;
                 }

@@ -773,20 +773,77 @@ mod device_tests {
     }
 
     /// No reader: entries are completed by the orphan policy once they waited long enough.
+    /// Issue 12 item 6: they are still reported to the next reader, flagged AUTO_COMPLETED,
+    /// need no completion (`EALREADY`) and do not keep the module pinned.
     #[test]
     fn orphan_policy_completes() -> Result {
         let (sim, dev) = new_device(1)?;
         assert_eq!(entries_num(&dev), Ok(128));
         assert_eq!(sim.inject(3, 30, 2), Ok(2));
         dev.drain();
+        assert!(dev.holds_module_ref());
         dev.orphan_check();
         assert_eq!(dev.info().counters.auto_completions, 0);
         fsleep(Delta::from_millis(1100));
         dev.orphan_check();
         let i = dev.info();
         assert_eq!(i.counters.auto_completions, 2);
-        assert_eq!(i.queued, 0);
         assert_eq!(sim.waiting(), 0);
+        assert_eq!(sim.stats().completed, 2);
+        // Still there for the next reader, without pinning the module.
+        assert_eq!(i.queued, 2);
+        assert!(!dev.holds_module_ref());
+        // A later clone is delivered normally, after the two.
+        assert_eq!(sim.inject(3, 32, 1), Ok(1));
+        dev.drain();
+        let mut got = KVec::new();
+        assert_eq!(read_n(&dev, 8, &mut got)?, 3);
+        let auto = crate::abi::XEN_CLONE_ENTRY_AUTO_COMPLETED;
+        assert_eq!(got[0].flags, auto);
+        assert_eq!((got[0].child_domid, got[1].child_domid), (30, 31));
+        assert_eq!(got[1].flags, auto);
+        assert_eq!(got[2].flags, 0);
+        // Reported once; completing it again is answered cleanly, without the hypervisor.
+        assert_eq!(dev.complete(got[0].id), Err(EALREADY));
+        assert_eq!(sim.stats().invalid_completions, 0);
+        dev.complete(got[2].id)?;
+        let i = dev.info();
+        assert_eq!((i.queued, i.outstanding), (0, 0));
+        assert_eq!(i.counters.auto_completed_reported, 2);
+        assert_eq!(i.counters.hypervisor_errors, 0);
+        assert!(!dev.holds_module_ref());
+        assert_eq!(dev.shutdown().auto_completed, 0);
+        Ok(())
+    }
+
+    /// Issue 12 item 6: auto-completed entries no reader comes for do not fill the tracker:
+    /// the oldest is dropped when a new notification needs its slot.
+    #[test]
+    fn unreported_auto_completed_make_room() -> Result {
+        let (sim, dev) = new_device(1)?;
+        assert_eq!(entries_num(&dev), Ok(128));
+        // The tracker holds 256: 128 auto-completed entries, then 128 pending ones.
+        assert_eq!(sim.inject(5, 0, 64), Ok(64));
+        assert_eq!(sim.inject(6, 64, 64), Ok(64));
+        dev.drain();
+        fsleep(Delta::from_millis(1100));
+        dev.orphan_check();
+        assert_eq!(dev.info().counters.auto_completions, 128);
+        assert_eq!(sim.inject(7, 128, 64), Ok(64));
+        dev.drain();
+        assert_eq!(sim.inject(8, 192, 64), Ok(64));
+        dev.drain();
+        assert_eq!(dev.info().queued, 256);
+        // 64 more: each takes the slot of the oldest auto-completed entry.
+        assert_eq!(sim.inject(9, 256, 64), Ok(64));
+        dev.drain();
+        let i = dev.info();
+        assert_eq!(i.counters.notifications, 320);
+        assert_eq!(i.queued, 256);
+        let mut got = KVec::new();
+        assert_eq!(read_n(&dev, 1, &mut got)?, 1);
+        assert_eq!(got[0].child_domid, 64);
+        assert_eq!(got[0].flags, crate::abi::XEN_CLONE_ENTRY_AUTO_COMPLETED);
         dev.shutdown();
         Ok(())
     }

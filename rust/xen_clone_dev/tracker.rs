@@ -8,11 +8,19 @@
 //! completing it: then `redelivered`), `Outstanding` (handed out, waiting for completion) or
 //! `Completed` (completed out of order, waiting for the entries before it).
 //!
+//! An entry the module completed itself (orphan policy) stays `Queued`, flagged
+//! `auto_completed`, so that the next reader still learns about its clone; it needs no
+//! completion: handing it out frees it. When the window is full, the oldest such entry is
+//! dropped to make room (the hypervisor waits for none of them).
+//!
 //! Userspace completes by `u32` id (the low bits of the index); [`Tracker::lookup`] maps an id
 //! back to the most recent index with those bits, which is unambiguous as long as the window
 //! is far smaller than 2^31 entries.
 
-use crate::abi::{XenCloneEntry, XEN_CLONE_ABI_VERSION, XEN_CLONE_ENTRY_REDELIVERED};
+use crate::abi::{
+    XenCloneEntry, XEN_CLONE_ABI_VERSION, XEN_CLONE_ENTRY_AUTO_COMPLETED,
+    XEN_CLONE_ENTRY_REDELIVERED,
+};
 use crate::ffi::RingEntry;
 use kernel::prelude::*;
 
@@ -33,6 +41,8 @@ pub(crate) enum SlotState {
 struct Slot {
     state: SlotState,
     redelivered: bool,
+    /// Completed by the module (orphan policy): reported to the next reader, not completed.
+    auto_completed: bool,
     /// When the hypervisor first refused its completion (ms, caller's clock).
     rejected_ms: Option<u64>,
     /// When the orphan clock of this entry started (ms, caller's clock).
@@ -43,6 +53,7 @@ struct Slot {
 const FREE: Slot = Slot {
     state: SlotState::Free,
     redelivered: false,
+    auto_completed: false,
     rejected_ms: None,
     since_ms: 0,
     entry: RingEntry {
@@ -90,7 +101,7 @@ pub(crate) struct Deliverable {
 ///   tracker started at) and `next - base <= slots.len()`;
 ///   slots outside `[base, next)` are `Free`, the slot of `base` is never `Completed`.
 /// - `queued`/`outstanding` count the slots in those states; no `Queued` slot lies below
-///   `deliver`.
+///   `deliver`; `auto_queued` counts the `Queued` slots that are `auto_completed`.
 pub(crate) struct Tracker {
     slots: KVVec<Slot>,
     mask: u64,
@@ -100,6 +111,8 @@ pub(crate) struct Tracker {
     deliver: u64,
     queued: u32,
     outstanding: u32,
+    auto_queued: u32,
+    auto_dropped: u64,
 }
 
 impl Tracker {
@@ -119,6 +132,8 @@ impl Tracker {
             deliver: start,
             queued: 0,
             outstanding: 0,
+            auto_queued: 0,
+            auto_dropped: 0,
         })
     }
 
@@ -133,6 +148,7 @@ impl Tracker {
         self.deliver = start;
         self.queued = 0;
         self.outstanding = 0;
+        self.auto_queued = 0;
     }
 
     fn slot(&self, idx: u64) -> &Slot {
@@ -173,6 +189,22 @@ impl Tracker {
         self.base == self.next
     }
 
+    /// Whether some entry still needs a completion (queued or outstanding, not auto-completed):
+    /// a parent may be waiting for it.
+    pub(crate) fn needs_completion(&self) -> bool {
+        self.queued - self.auto_queued + self.outstanding > 0
+    }
+
+    /// Auto-completed entries waiting to be reported to a reader.
+    pub(crate) fn auto_queued(&self) -> u32 {
+        self.auto_queued
+    }
+
+    /// Auto-completed entries dropped unreported to make room, since the tracker was created.
+    pub(crate) fn auto_dropped(&self) -> u64 {
+        self.auto_dropped
+    }
+
     /// Whether the window has no room for another entry.
     pub(crate) fn is_full(&self) -> bool {
         self.next.wrapping_sub(self.base) > self.mask
@@ -180,13 +212,28 @@ impl Tracker {
 
     /// Adds the entry consumed at index `idx` (which must be [`Tracker::next`]). Returns
     /// `false` (and adds nothing) if the window is full or `idx` is not the next index.
+    ///
+    /// A full window whose oldest entry is an unreported auto-completed one drops it to make
+    /// room ([`Tracker::auto_dropped`]).
     pub(crate) fn push(&mut self, idx: u64, entry: RingEntry, now_ms: u64) -> bool {
+        if self.is_full() {
+            let b = self.base;
+            let s = *self.slot(b);
+            if s.state == SlotState::Queued && s.auto_completed {
+                self.queued -= 1;
+                self.auto_queued -= 1;
+                self.auto_dropped += 1;
+                self.slot_mut(b).state = SlotState::Completed;
+                self.slide();
+            }
+        }
         if self.is_full() || idx != self.next {
             return false;
         }
         *self.slot_mut(idx) = Slot {
             state: SlotState::Queued,
             redelivered: false,
+            auto_completed: false,
             rejected_ms: None,
             since_ms: now_ms,
             entry,
@@ -207,6 +254,10 @@ impl Tracker {
                         version: XEN_CLONE_ABI_VERSION,
                         flags: if s.redelivered {
                             XEN_CLONE_ENTRY_REDELIVERED
+                        } else {
+                            0
+                        } | if s.auto_completed {
+                            XEN_CLONE_ENTRY_AUTO_COMPLETED
                         } else {
                             0
                         },
@@ -236,6 +287,9 @@ impl Tracker {
         self.slot_mut(idx).state = SlotState::Outstanding;
         self.queued -= 1;
         self.outstanding += 1;
+        if self.slot(idx).auto_completed {
+            self.auto_queued -= 1;
+        }
         if idx == self.deliver {
             self.deliver = idx.wrapping_add(1);
         }
@@ -252,6 +306,9 @@ impl Tracker {
         self.slot_mut(idx).state = SlotState::Queued;
         self.outstanding -= 1;
         self.queued += 1;
+        if self.slot(idx).auto_completed {
+            self.auto_queued += 1;
+        }
         if idx.wrapping_sub(self.base) < self.deliver.wrapping_sub(self.base) {
             self.deliver = idx;
         }
@@ -294,15 +351,19 @@ impl Tracker {
         }
         let idx = found.ok_or(LookupError::NotHandedOut)?;
         match self.slot(idx).state {
+            SlotState::Outstanding if self.slot(idx).auto_completed => {
+                Err(LookupError::AlreadyCompleted)
+            }
             SlotState::Outstanding => Ok(idx),
             SlotState::Completed => Err(LookupError::AlreadyCompleted),
             SlotState::Queued | SlotState::Free => Err(LookupError::NotHandedOut),
         }
     }
 
-    /// Whether `idx` is queued or outstanding.
+    /// Whether `idx` is queued or outstanding and still needs a completion (not auto-completed).
     pub(crate) fn is_pending(&self, idx: u64) -> bool {
         self.in_window(idx)
+            && !self.slot(idx).auto_completed
             && matches!(
                 self.slot(idx).state,
                 SlotState::Queued | SlotState::Outstanding
@@ -325,6 +386,30 @@ impl Tracker {
         *self.slot_mut(idx).rejected_ms.get_or_insert(now_ms)
     }
 
+    /// The module completed the queued entry `idx` itself: it stays queued, flagged, for the
+    /// next reader, and needs no completion any more.
+    pub(crate) fn mark_auto_completed(&mut self, idx: u64) {
+        if !self.in_window(idx) {
+            return;
+        }
+        let s = self.slot_mut(idx);
+        if s.state != SlotState::Queued || s.auto_completed {
+            return;
+        }
+        s.auto_completed = true;
+        self.auto_queued += 1;
+    }
+
+    /// The auto-completed entry `idx` reached its reader: it is done.
+    pub(crate) fn finish_auto(&mut self, idx: u64) {
+        if self.in_window(idx)
+            && self.slot(idx).auto_completed
+            && self.slot(idx).state == SlotState::Outstanding
+        {
+            self.mark_completed(idx);
+        }
+    }
+
     /// Marks `idx` completed and slides the window over the completed prefix.
     pub(crate) fn mark_completed(&mut self, idx: u64) {
         if !self.in_window(idx) {
@@ -332,10 +417,20 @@ impl Tracker {
         }
         match self.slot(idx).state {
             SlotState::Outstanding => self.outstanding -= 1,
-            SlotState::Queued => self.queued -= 1,
+            SlotState::Queued => {
+                self.queued -= 1;
+                if self.slot(idx).auto_completed {
+                    self.auto_queued -= 1;
+                }
+            }
             SlotState::Completed | SlotState::Free => return,
         }
         self.slot_mut(idx).state = SlotState::Completed;
+        self.slide();
+    }
+
+    /// Slides the window over the completed prefix.
+    fn slide(&mut self) {
         while self.base != self.next && self.slot(self.base).state == SlotState::Completed {
             let b = self.base;
             *self.slot_mut(b) = FREE;
@@ -384,7 +479,7 @@ impl Tracker {
         let mut i = self.base;
         while i != self.next {
             let s = self.slot(i);
-            if s.state == SlotState::Queued {
+            if s.state == SlotState::Queued && !s.auto_completed {
                 let due = s.since_ms.saturating_add(timeout_ms);
                 if due <= now_ms {
                     if n < out.len() {

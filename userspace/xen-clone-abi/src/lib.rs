@@ -128,16 +128,16 @@ mod tests {
 
     #[test]
     fn info_layout() {
-        assert_eq!(size_of::<XenCloneInfo>(), 128);
+        assert_eq!(size_of::<XenCloneInfo>(), 136);
         assert_eq!(offset_of!(XenCloneInfo, entries_num), 8);
         assert_eq!(offset_of!(XenCloneInfo, queued), 40);
         assert_eq!(offset_of!(XenCloneInfo, counters), 56);
-        assert_eq!(size_of::<XenCloneCounters>(), 72);
+        assert_eq!(size_of::<XenCloneCounters>(), 80);
     }
 
     #[test]
     fn ioctl_numbers_match_linux_ioc_encoding() {
-        // _IOW(0xC1, 1, 8 bytes) and _IOR(0xC1, 2, 128 bytes), computed by
+        // _IOW(0xC1, 1, 8 bytes) and _IOR(0xC1, 2, 136 bytes), computed by
         // hand from include/uapi/asm-generic/ioctl.h.
         assert_eq!(
             XEN_CLONE_IOC_COMPLETE,
@@ -145,9 +145,9 @@ mod tests {
         );
         assert_eq!(
             XEN_CLONE_IOC_INFO,
-            (2 << 30) | (128 << 16) | (0xC1 << 8) | 2
+            (2 << 30) | (136 << 16) | (0xC1 << 8) | 2
         );
         assert_eq!(XEN_CLONE_IOC_COMPLETE, 0x4008_c101);
-        assert_eq!(XEN_CLONE_IOC_INFO, 0x8080_c102);
+        assert_eq!(XEN_CLONE_IOC_INFO, 0x8088_c102);
     }
 }

@@ -25,6 +25,12 @@
 //! refuses for good (`ECANCELED`: the module released the entry after its
 //! `reject_grace`, dmesg names it) is a failed clone: completed as far as
 //! the daemon can, child left paused, the reason logged.
+//!
+//! An entry flagged `XEN_CLONE_ENTRY_AUTO_COMPLETED` was completed by the
+//! module's orphan policy while no daemon was reading: the parent has
+//! returned already. It is not completed again; its child is set up like
+//! any other and unpaused (unless `-p`), as it would have been had the
+//! daemon been there.
 
 use crate::clone::{Clone, Phase};
 use crate::hypervisor::Hypervisor;
@@ -32,6 +38,7 @@ use crate::source::CloneSource;
 use crate::source::SourceError;
 use crate::stats::{CloneRecord, Stats};
 use std::time::{Duration, Instant};
+use xen_clone_abi::XEN_CLONE_ENTRY_AUTO_COMPLETED;
 
 /// First delay before a completion the hypervisor did not accept yet is
 /// tried again; it doubles up to [`RETRY_MAX`].
@@ -71,7 +78,16 @@ pub fn complete(
         // Time since the last stage: waiting for netback's uevents.
         c.stage_done("devices");
     }
-    let completed = {
+    let completed = if c.entry.flags & XEN_CLONE_ENTRY_AUTO_COMPLETED != 0 {
+        stats.auto_completed += 1;
+        tracing::warn!(
+            parent = p,
+            child = ch,
+            id,
+            "clone was completed by xen_clone_dev's orphan policy while no daemon was reading: its parent has returned; child {ch} set up now and not completed again"
+        );
+        true
+    } else {
         match source.complete(id) {
             Ok(()) => true,
             Err(e) if errno_of(&e) == Some(libc::EAGAIN) => {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use xen_clone_abi::{
-    XEN_CLONE_ABI_VERSION, XEN_CLONE_ENTRY_REDELIVERED, XenCloneEntry, XenCloneInfo,
+    XEN_CLONE_ABI_VERSION, XEN_CLONE_ENTRY_AUTO_COMPLETED, XEN_CLONE_ENTRY_REDELIVERED,
+    XenCloneEntry, XenCloneInfo,
 };
 use xencloned::clone::{Options, XsMode};
 use xencloned::daemon::{Config, Daemon, Deps};
@@ -718,6 +719,39 @@ fn completion_refused_for_good_leaves_the_child_paused() {
         .unwrap_or_default();
     assert!(last.contains("refused by the hypervisor"), "{last}");
     assert!(h.sim.bad_completions().is_empty());
+}
+
+/// Issue 12 item 6: an entry the module auto-completed while no daemon
+/// was reading is set up and its child unpaused, without completing it
+/// again.
+#[test]
+fn auto_completed_entry_is_set_up_not_completed_again() {
+    let Some(mut h) = harness(
+        "auto_completed_entry",
+        "bond0",
+        Netback::Normal,
+        opts(XsMode::DeepCopy),
+        false,
+        Dialect::Upstream,
+    ) else {
+        return;
+    };
+    h.push(1, 9, XEN_CLONE_ENTRY_AUTO_COMPLETED);
+    h.push(2, 10, 0);
+    h.run_until_completed(2);
+    h.run_until_idle();
+    assert_eq!(h.sim.completed(), vec![2]);
+    assert!(h.sim.bad_completions().is_empty());
+    let mut unpaused = h.hv.unpaused();
+    unpaused.sort();
+    assert_eq!(unpaused, vec![9, 10]);
+    assert_eq!(h.daemon.stats.auto_completed, 1);
+    assert_eq!(h.daemon.stats.completion_errors, 0);
+    let mut c = h.client();
+    assert_eq!(
+        r(&mut c, "/local/domain/0/backend/vif/9/0/hotplug-status"),
+        "connected"
+    );
 }
 
 #[test]
