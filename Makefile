@@ -89,11 +89,12 @@ install-modules:
 	$(DEPMOD) -b $(DEST) $(KVER)
 
 # The man page is generated into the build tree from the same clap definitions
-# as --help (the hidden `xencloned man`).
+# as --help (the hidden `xencloned man`); a temporary file of its own per
+# install, so concurrent installs (test harnesses) do not race.
 install-userspace:
 	@test -x $(RELEASE_DIR)/xencloned || { echo "$(RELEASE_DIR)/xencloned: not built; run 'make userspace' first" >&2; exit 1; }
-	$(RELEASE_DIR)/xencloned man > $(RELEASE_DIR)/xencloned.8.tmp
-	mv $(RELEASE_DIR)/xencloned.8.tmp $(RELEASE_DIR)/xencloned.8
+	$(RELEASE_DIR)/xencloned man > $(RELEASE_DIR)/xencloned.8.$$$$ && \
+		mv $(RELEASE_DIR)/xencloned.8.$$$$ $(RELEASE_DIR)/xencloned.8
 	install -D -m 0755 $(RELEASE_DIR)/xencloned $(DEST)$(SBINDIR)/xencloned
 	install -D -m 0644 $(RELEASE_DIR)/xencloned.8 $(DEST)$(MANDIR)/man8/xencloned.8
 
