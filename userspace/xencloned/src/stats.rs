@@ -435,6 +435,22 @@ mod tests {
                 && l.contains("\"latency_ms\": 10.0, \"stages_ms\": {\"xenstore\": 4.0}")),
             "{j}"
         );
+        // Plain decimals, never an exponent (the scenarios' sed takes
+        // `[0-9.]*`): from a microsecond to hours.
+        let mut t = Stats::default();
+        for us in [1, 1_500, 123_456_789, 7_200_000_000] {
+            t.record(CloneRecord {
+                latency: Duration::from_micros(us),
+                ..s.recent[0].clone()
+            });
+        }
+        let tj = t.to_json();
+        for want in ["0.001", "1.5", "123456.789", "7200000.0"] {
+            assert!(
+                tj.contains(&format!("\"latency_ms\": {want}, \"stages_ms\"")),
+                "{want} in {tj}"
+            );
+        }
         let v: serde_json::Value = serde_json::from_str(&j).expect("valid JSON");
         assert_eq!(v["recent"][1]["error"], "timeout \"vif\"");
         assert_eq!(v["latency_ms"]["max"], 30.0);
