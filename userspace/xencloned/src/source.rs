@@ -284,13 +284,17 @@ pub struct SimSource {
     tx: Arc<std::os::unix::net::UnixStream>,
 }
 
-/// The test's handle on a [`SimSource`].
+/// The test's handle on a [`SimSource`]. `xencloned --simulate` only keeps
+/// it (the device's other end); the helpers that queue entries and read
+/// completions are for tests (`test-support`).
 #[derive(Clone)]
 pub struct SimHandle {
     pub state: Arc<Mutex<SimState>>,
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))]
     tx: Arc<std::os::unix::net::UnixStream>,
 }
 
+#[cfg(any(test, feature = "test-support"))]
 impl SimHandle {
     /// Queues an entry (as the hypervisor + module would) and wakes the poller.
     pub fn push(&self, e: XenCloneEntry) {
