@@ -1,5 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): builds what is needed, then measures
+#   clone     real clones on Nephele's hypervisor under QEMU: fork() latency,
+#             Dom0 overhead over the floor (a consumer that completes each
+#             clone at once), Xenstore requests and Dom0 CPU per clone, batch
+#             time against batch size; ours vs Nephele's C xencloned, on
+#             oxenstored (XS_CLONE) and the C xenstored (deep copy), 0 and
+#             1 vif, one boot per configuration (bench/clone.sh; ~1.5 h with
+#             the default 30 forks and batches of 1, 16, 64; options in
+#             XC_BENCH_CLONE_ARGS, e.g. "--forks 5 --batches '1 4'")
 #   attach    vif attach latency, clone path vs stock path, N = 1, 8, 32 vifs,
 #             on stock Xen 4.17 under QEMU (bench/attach.sh)
 #   pipeline  xencloned clones/s with the simulated clone device and a real
@@ -12,9 +20,11 @@
 #
 #   scripts/bench.sh                     everything
 #   XC_BENCH="pipeline build" scripts/bench.sh    a subset
+#   XC_BENCH_OUT=DIR                     where to write (default: dated)
+#   python3 bench/report.py DIR          tables and plot again from DIR's JSON
 . "$(dirname "$0")/lib.sh"
 
-BENCHES=${XC_BENCH:-attach pipeline build}
+BENCHES=${XC_BENCH:-clone attach pipeline build}
 out=${XC_BENCH_OUT:-$XC_CACHE/bench/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 "$XC_ROOT/scripts/build.sh"
@@ -50,10 +60,12 @@ PY
 for b in $BENCHES; do
 	log "=== bench $b"
 	case $b in
+	# XC_BENCH_CLONE_ARGS: options of bench/clone.sh, with shell quoting.
+	clone) eval "\"\$XC_ROOT/bench/clone.sh\" \"\$out\" ${XC_BENCH_CLONE_ARGS:-}" || { log "bench clone failed"; rc=1; } ;;
 	attach) "$XC_ROOT/bench/attach.sh" "$out" || { log "bench attach failed"; rc=1; } ;;
 	pipeline) "$XC_ROOT/bench/pipeline.sh" "$out" || { log "bench pipeline failed"; rc=1; } ;;
 	build) build_bench || { log "bench build failed"; rc=1; } ;;
-	*) die "unknown benchmark '$b' (attach, pipeline, build)" ;;
+	*) die "unknown benchmark '$b' (clone, attach, pipeline, build)" ;;
 	esac
 done
 python3 "$XC_ROOT/bench/report.py" "$out" || rc=1
