@@ -114,11 +114,18 @@ xn_fork_series() {
 	fi
 }
 for d in $XN_FORK_DAEMONS; do xn_fork_series "$d"; done
-# Both daemons in this boot: ours must send fewer Xenstore requests per clone
-# than Nephele's (steady state, the daemon's own connection), counted by the
-# same xenstored.
+# Both daemons in this boot: with XS_CLONE (oxenstored), where both send the
+# same kind of requests, ours must send fewer per clone than Nephele's (steady
+# state, the daemon's own connection, counted by the same xenstored). In deep
+# copy (C xenstored) they do not copy the same thing: ours copies the parent's
+# whole trees with XS_CLONE's semantics, Nephele's -d a fixed subset of keys;
+# the counts are reported (XC-COUNT) and logged side by side, not compared.
 if [ -n "${xn_per_ours:-}" ] && [ -n "${xn_per_nephele:-}" ]; then
-	[ "$xn_per_ours" -lt "$xn_per_nephele" ] &&
-		xc_pass xs-requests-below-nephele "ours $xn_per_ours, Nephele's $xn_per_nephele per clone" ||
-		xc_fail xs-requests-below-nephele "ours $xn_per_ours, Nephele's $xn_per_nephele per clone"
+	if [ "$XN_XENSTORED" = oxenstored ]; then
+		[ "$xn_per_ours" -lt "$xn_per_nephele" ] &&
+			xc_pass xs-requests-below-nephele "ours $xn_per_ours, Nephele's $xn_per_nephele per clone" ||
+			xc_fail xs-requests-below-nephele "ours $xn_per_ours, Nephele's $xn_per_nephele per clone"
+	else
+		xc_log "deep copy: ours $xn_per_ours, Nephele's $xn_per_nephele requests per clone (not the same trees)"
+	fi
 fi
