@@ -225,8 +225,13 @@ def compare(cfg):
         s = c.get(d, {}).get("seq")
         if not s:
             continue
+        fpc = fl.get("per_clone") or {}
         o = {"seq_median_ms": rnd(sub(s["median_ms"], fl.get("median_ms")), 2),
-             "seq_p90_ms": rnd(sub(s["p90_ms"], fl.get("p90_ms")), 2), "batch_ms": {}}
+             "seq_p90_ms": rnd(sub(s["p90_ms"], fl.get("p90_ms")), 2), "batch_ms": {},
+             # Dom0 CPU per clone over the floor's: what the floor's clones cost
+             # Dom0 too (domain-state scans of every Dom0 daemon, the kernel's
+             # event handling) is not the daemon's.
+             "seq_cpu_dom0_ms": rnd(sub((s.get("per_clone") or {}).get("cpu_ms_dom0"), fpc.get("cpu_ms_dom0")))}
         for b, e in c[d]["batch"].items():
             fb = c.get("floor", {}).get("batch", {}).get(b, {})
             o["batch_ms"][b] = rnd(sub(e.get("ms"), fb.get("ms")), 2)
@@ -243,6 +248,7 @@ def compare(cfg):
              "xs_requests_per_clone": ratio(pco.get("xs_requests"), pcn.get("xs_requests")),
              "xs_daemon_requests_per_clone": ratio(pco.get("xs_daemon"), pcn.get("xs_daemon")),
              "cpu_dom0_per_clone": ratio(pco.get("cpu_ms_dom0"), pcn.get("cpu_ms_dom0")),
+             "cpu_dom0_over_floor_per_clone": ratio(oo.get("seq_cpu_dom0_ms"), on.get("seq_cpu_dom0_ms")),
              "batch": {}, "batch_overhead": {}}
         for b in ours["batch"]:
             eo, en = ours["batch"][b], neph["batch"].get(b, {})
@@ -295,7 +301,13 @@ def main():
         res = json.load(open(res_path)) if os.path.exists(res_path) else {}
         bp = log.replace("-serial.log", "-build.txt")
         build = open(bp).read().split("\n")[0] if os.path.exists(bp) else None
-        cfg = {"xenstored": xs, "vif": vif, "build": build, "forks": int(conf.get("forks", 0) or 0), "batches": batches,
+        hp = log.replace("-serial.log", "-host.txt")
+        host = [l.split() for l in open(hp)] if os.path.exists(hp) else []
+        host = [h for h in host if len(h) == 3]
+        cfg = {"xenstored": xs, "vif": vif, "build": build,
+               "host": {"samples": len(host), "max_qemu": max((int(h[1]) for h in host), default=None),
+                        "samples_with_other_vms": sum(1 for h in host if int(h[1]) > 1),
+                        "max_load1": max((float(h[2]) for h in host), default=None)}, "forks": int(conf.get("forks", 0) or 0), "batches": batches,
                "delay_ms": num(conf.get("delay_ms")), "consumers": {},
                "boot": {"done": res.get("done"), "elapsed_s": round(res.get("elapsed_ms", 0) / 1000),
                         "failed_checks": [c["name"] + (": " + c["detail"] if c.get("detail") else "")

@@ -62,13 +62,13 @@ def clone_section(cl):
                      (ov.get("ours") or {}).get("seq_median_ms"), (ov.get("nephele") or {}).get("seq_median_ms"),
                      rt(r.get("overhead_median")), rt(r.get("overhead_p90")), rt(r.get("seq_median")),
                      rt(r.get("xs_requests_per_clone")), rt(r.get("xs_daemon_requests_per_clone")),
-                     rt(r.get("cpu_dom0_per_clone")),
+                     rt(r.get("cpu_dom0_per_clone")), rt(r.get("cpu_dom0_over_floor_per_clone")),
                      f"{rt(r['batch'].get(bmax))} (B={bmax})" if bmax else None,
                      f"{rt(r['batch_overhead'].get(bmax))} (B={bmax})" if bmax else None])
     md += ["### Ratios ours / Nephele's per configuration", "",
            table(["configuration", "floor fork median ms", "ours overhead ms", "Nephele's overhead ms",
                   "overhead median", "overhead p90", "fork median", "Xenstore req/clone", "daemon's own req/clone",
-                  "Dom0 CPU/clone",
+                  "Dom0 CPU/clone", "Dom0 CPU/clone over floor",
                   "batch time", "batch overhead"], rows),
            "", "Overhead = fork() median (or p90) minus the floor's in the same boot; a ratio < 1 is ours "
            "better. Batch ratios are for the largest batch of the run.", ""]
@@ -84,13 +84,15 @@ def clone_section(cl):
                          (ov.get(d) or {}).get("seq_median_ms"), (ov.get(d) or {}).get("seq_p90_ms"),
                          s.get("daemon_median_ms"), pc.get("xs_requests"), pc.get("xs_daemon"),
                          (s.get("first_clone") or {}).get("xs_requests"), pc.get("cpu_ms_dom0"),
+                         (ov.get(d) or {}).get("seq_cpu_dom0_ms"),
                          pc.get("cpu_ms_consumer"), pc.get("cpu_ms_xenstored"), pc.get("cpu_ms_kthreads"), irq,
                          pc.get("cpu_ms_xenconsoled")])
     md += ["### Sequential fork()s", "",
            table(["configuration", "consumer", "forks", "median ms", "p90 ms", "overhead median ms",
                   "overhead p90 ms", "daemon median ms", "Xenstore req/clone", "daemon's own req/clone",
                   "first clone req",
-                  "Dom0 CPU ms/clone", "consumer", "xenstored", "kthreads", "irq+softirq", "(xenconsoled)"], rows),
+                  "Dom0 CPU ms/clone", "over floor", "consumer", "xenstored", "kthreads", "irq+softirq",
+                  "(xenconsoled)"], rows),
            "", "CPU columns are ms per clone, net of the idle background (below); Dom0 CPU = consumer + "
            "xenstored + kernel threads + irq + softirq. "
            "'first clone req' (0 vif only): the first clone of a parent, which also reads the parent.", ""]
@@ -151,6 +153,12 @@ def clone_section(cl):
     rows = [[t["target"], t["config"], rt(t["value"]), t["limit"],
              "met" if t["met"] else "NOT met" if t["met"] is False else "not measured"] for t in cl.get("targets", [])]
     md += ["### Issue 13 targets", "", table(["target", "configuration", "ours/Nephele's", "limit", ""], rows)]
+    for c in cfgs:
+        h = c.get("host") or {}
+        if h.get("samples_with_other_vms"):
+            md += ["", f"Boot {cfg_name(c)}: another VM ran on the host's 2 cores during "
+                   f"{h['samples_with_other_vms']} of {h['samples']} samples (max {h['max_qemu']} QEMU at once, "
+                   f"load {h['max_load1']}): its times are inflated by that much contention."]
     bad = [(cfg_name(c), c["boot"]) for c in cfgs if c["boot"]["failed_checks"] or not c["boot"]["done"]]
     for name, b in bad:
         md += ["", f"Boot {name}: done={b['done']}, {len(b['failed_checks'])} failed check(s)"

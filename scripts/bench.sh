@@ -5,9 +5,11 @@
 #             clone at once), Xenstore requests and Dom0 CPU per clone, batch
 #             time against batch size; ours vs Nephele's C xencloned, on
 #             oxenstored (XS_CLONE) and the C xenstored (deep copy), 0 and
-#             1 vif, one boot per configuration (bench/clone.sh; ~1.5 h with
-#             the default 30 forks and batches of 1, 16, 64; options in
-#             XC_BENCH_CLONE_ARGS, e.g. "--forks 5 --batches '1 4'")
+#             1 vif, one boot per configuration (bench/clone.sh; 30-45 min
+#             per XS_CLONE configuration and more per deep-copy one with the
+#             default 30 forks and batches of 1, 16, 64 under TCG, about 3 h
+#             in all; options in XC_BENCH_CLONE_ARGS, e.g. "--forks 5
+#             --batches '1 4'" or "--configs 'oxenstored:0 oxenstored:1'")
 #   attach    vif attach latency, clone path vs stock path, N = 1, 8, 32 vifs,
 #             on stock Xen 4.17 under QEMU (bench/attach.sh)
 #   pipeline  xencloned clones/s with the simulated clone device and a real

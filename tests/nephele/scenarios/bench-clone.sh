@@ -19,7 +19,7 @@
 #   xc.bench_forks=N        sequential forks per consumer            [5]
 #   xc.bench_batches=B:B..  children per clone() call                [1:4]
 #   xc.bench_daemons=D:D..  consumers, in order                      [floor:ours:nephele]
-#   xc.bench_delay_ms=MS    pause between two sequential forks       [1500]
+#   xc.bench_delay_ms=MS    pause between two sequential forks       [2000]
 #   xc.bench_start_ms=MS    forker's pause before it clones           [8000]
 # Results: "XC-BENCH ..." lines (bench/clone.sh turns them into JSON),
 # checks (every fork returned, every child seen) and a few XC-TIME/XC-COUNT.
@@ -40,7 +40,7 @@ xb_arg() { sed -n "s/.*xc\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 XB_FORKS=$(xb_arg bench_forks); XB_FORKS=${XB_FORKS:-5}
 XB_BATCHES=$(xb_arg bench_batches | tr ':' ' '); XB_BATCHES=${XB_BATCHES:-1 4}
 XB_DAEMONS=$(xb_arg bench_daemons | tr ':' ' '); XB_DAEMONS=${XB_DAEMONS:-floor ours nephele}
-XB_DELAY=$(xb_arg bench_delay_ms); XB_DELAY=${XB_DELAY:-1500}
+XB_DELAY=$(xb_arg bench_delay_ms); XB_DELAY=${XB_DELAY:-2000}
 XB_START=$(xb_arg bench_start_ms); XB_START=${XB_START:-8000}
 XB_VIF=${XB_VIF:-0}
 XB_SETTLE=${XB_SETTLE:-2}
@@ -360,6 +360,10 @@ xb_batch() {
 	xb_cleanup "$_before"
 }
 
+# Kernel messages off the console while measuring (they interleave with the
+# XC-BENCH lines and cost serial time); its problem reports are put back on
+# the console at the end, for the run's checks.
+dmesg -n 1
 if [ "$XB_VIF" = 1 ]; then
 	modprobe bonding max_bonds=0
 	xc_check bond0-up xc_bond bond0 10.8.0.1/24
@@ -376,3 +380,6 @@ for XB_D in $XB_DAEMONS; do
 	xb_stop
 	xc_log "mark durations (tag ms): $(tr '\n' ' ' </tmp/xb.marks)"; : >/tmp/xb.marks
 done
+dmesg -n 7
+dmesg | grep -E 'WARNING:|BUG:|Oops|Kernel panic|general protection fault|locking|lock held|RCU usage|KASAN|UBSAN|blocked for more than|soft lockup|hard LOCKUP|corruption|Poison overwritten|Redzone|slab error|Freepointer' |
+	sed 's/^/XC-LOG dmesg: /'
