@@ -11,8 +11,8 @@
 set +e
 
 XEN_SCENARIOS=$(grep -v '^#' "$XC_ROOT/tests/xen/suite.list")
-# tests/nephele/suite.list: "SCENARIO XENSTORED [TIMEOUT_S]" per line; stage
-# nephele-SCENARIO-XENSTORED.
+# tests/nephele/suite.list: "SCENARIO XENSTORED [TIMEOUT_S [NAME=VALUE...]]"
+# per line; stage nephele-SCENARIO-XENSTORED.
 NEPHELE_RUNS=$(grep -v '^#' "$XC_ROOT/tests/nephele/suite.list" | awk 'NF { print $1 "-" $2 }')
 ALL_STAGES="build lint cargo kunit $(for s in $NEPHELE_RUNS; do printf 'nephele-%s ' "$s"; done)"
 ALL_STAGES+=" $(for s in $XEN_SCENARIOS; do printf 'xen-%s ' "$s"; done)"
@@ -73,9 +73,10 @@ stage build "$XC_ROOT/scripts/build.sh"
 stage lint lint
 stage cargo cargo_tests
 stage kunit "$XC_ROOT/tests/kunit/run.sh"
-while read -r scen xs tmo <&3; do
+while read -r scen xs tmo envs <&3; do
 	case $scen in ''|'#'*) continue ;; esac
-	stage "nephele-$scen-$xs" "$XC_ROOT/tests/nephele/run.sh" "$scen" "$xs" ${tmo:+--timeout "$tmo"}
+	# shellcheck disable=SC2086
+	stage "nephele-$scen-$xs" "$XC_ROOT/tests/nephele/run.sh" "$scen" "$xs" ${tmo:+--timeout "$tmo"} $envs
 done 3< "$XC_ROOT/tests/nephele/suite.list"
 for s in $XEN_SCENARIOS; do
 	stage "xen-$s" "$XC_ROOT/tests/xen/run.sh" "$s"

@@ -4,7 +4,10 @@
 # toolstack and our modules and daemon, and run one scenario in which guests
 # really fork.
 #
-#   tests/nephele/run.sh SCENARIO [XENSTORED] [--timeout SECONDS]
+#   tests/nephele/run.sh SCENARIO [XENSTORED] [--timeout SECONDS] [NAME=VALUE...]
+#
+# NAME=VALUE: variables for the scenario inside the Dom0 (e.g. XN_FORKS=3),
+# passed on its command line as xc.env.NAME=VALUE (no spaces or commas).
 #
 # XENSTORED: oxenstored (default; Nephele's, with XS_CLONE) or cxenstored (the
 # C xenstored of the same tree: no XS_CLONE, so clones are deep copies).
@@ -23,7 +26,11 @@ shift
 xenstored=oxenstored
 case ${1:-} in oxenstored|cxenstored) xenstored=$1; shift ;; esac
 timeout_s=300
-[ "${1:-}" = --timeout ] && timeout_s=$2
+[ "${1:-}" = --timeout ] && { timeout_s=$2; shift 2; }
+envs=
+for kv in "$@"; do
+	case $kv in *=*) envs+=" xc.env.$kv" ;; *) die "not NAME=VALUE: '$kv'" ;; esac
+done
 [ -f "$XC_ROOT/tests/nephele/scenarios/$scenario.sh" ] || die "no scenario tests/nephele/scenarios/$scenario.sh"
 
 kdir=$XC_CACHE/kbuild/current
@@ -54,7 +61,7 @@ log "initramfs: dom0 $(du -h "$d.cpio.gz" | cut -f1)"
 # The Xen command line of tests/xen/run.sh (smap=0 and spec-ctrl=eager-fpu are
 # explained there); no commas in the Dom0 command line.
 xen_cmdline="console=com1 com1=115200 dom0_mem=1G,max:1G dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0 spec-ctrl=eager-fpu ${XC_XEN_EXTRA:-}"
-dom0_cmdline="console=hvc0 earlyprintk=xen rdinit=/init xc.scenario=$scenario xc.xenstored=$xenstored slub_debug=FZPU ${XC_DOM0_EXTRA:-}"
+dom0_cmdline="console=hvc0 earlyprintk=xen rdinit=/init xc.scenario=$scenario xc.xenstored=$xenstored$envs slub_debug=FZPU ${XC_DOM0_EXTRA:-}"
 log "booting Nephele's Xen + Dom0, scenario $scenario with $xenstored (timeout ${timeout_s}s)"
 xc_vm_run "$name" "$out" "$timeout_s" 3072 \
 	-kernel "$neph/xen/xen" -append "$xen_cmdline" \

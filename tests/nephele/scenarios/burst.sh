@@ -1,9 +1,9 @@
 # burst: a burst larger than the ring. xen_clone_dev with ring_pages=1 (128
-# entries) and `xl clone -b XN_BURST` (200) of a running guest from Dom0:
+# entries) and `xl clone -b XN_BURST` (150) of a running guest from Dom0:
 # xl clone must return (no caller blocked forever), every child must be
 # notified (none lost), and every child must end running, or paused with a
 # reason logged by xencloned or the module that names it.
-nb=${XN_BURST:-200}
+nb=${XN_BURST:-150}
 xc_check netback-clone-load modprobe netback_clone
 xc_check xen-clone-dev-load xn_xcd_load ring_pages=1
 xc_check xencloned-start xc_xencloned_run 1
