@@ -244,8 +244,12 @@ xc_sim_parent() {
 xc_xencloned_run() {
 	_n=$1; shift
 	mkdir -p /run/xencloned
-	xencloned --stats-file "/run/xencloned/stats.$_n.json" "$@" >"/tmp/xencloned.$_n.log" 2>&1 &
-	echo $! >"/tmp/xencloned.$_n.pid"
+	rm -f "/tmp/xencloned.$_n.rc" "/tmp/xencloned.$_n.pid"
+	# A shell waits for the daemon and records its exit status in
+	# /tmp/xencloned.N.rc (xc_xencloned_finish checks it).
+	sh -c 'xencloned "$@" & echo $! >"/tmp/xencloned.$0.pid"; wait $!; echo $? >"/tmp/xencloned.$0.rc"' \
+		"$_n" --stats-file "/run/xencloned/stats.$_n.json" "$@" >"/tmp/xencloned.$_n.log" 2>&1 &
+	xc_wait 5 test -s "/tmp/xencloned.$_n.pid" || return 1
 	xc_wait 20 grep -q ' ready' "/tmp/xencloned.$_n.log"
 }
 # xc_xencloned_start N [ARGS...]: xencloned -n --no-hypervisor --cache (xc_xencloned_run).
@@ -270,15 +274,18 @@ xc_xencloned_stop() {
 	kill "$(xc_xencloned_pid "$1")" 2>/dev/null
 	xc_wait 10 sh -c "! kill -0 $(xc_xencloned_pid "$1")"
 }
-# xc_xencloned_finish N: checks that daemon N is still alive, stops it, checks
-# that it stopped cleanly with no ERROR line, and puts its log on the console.
+# xc_xencloned_finish N: checks that daemon N is still alive, stops it with
+# SIGTERM, checks that it exited with status 0 and logged no ERROR line, and
+# puts its log on the console.
 xc_xencloned_finish() {
 	xc_check daemon-alive kill -0 "$(xc_xencloned_pid "$1")"
 	xc_xencloned_stop "$1"
-	if grep -q ' stopped' "/tmp/xencloned.$1.log" && ! grep -q ' ERROR ' "/tmp/xencloned.$1.log"; then
-		xc_pass daemon-no-error-and-stopped
+	xc_wait 5 test -s "/tmp/xencloned.$1.rc"
+	_rc=$(cat "/tmp/xencloned.$1.rc" 2>/dev/null)
+	if [ "$_rc" = 0 ] && ! grep -q ' ERROR ' "/tmp/xencloned.$1.log"; then
+		xc_pass daemon-no-error-and-exit-0
 	else
-		xc_fail daemon-no-error-and-stopped "$(grep ' ERROR ' "/tmp/xencloned.$1.log" | head -n 3 | tr '\n' '|')"
+		xc_fail daemon-no-error-and-exit-0 "exit status '${_rc:-none}'; $(grep ' ERROR ' "/tmp/xencloned.$1.log" | head -n 3 | tr '\n' '|')"
 	fi
 	xc_xencloned_log "$1"
 }
