@@ -138,7 +138,7 @@ def stages(recs, kind, n):
     st = {}
     for k, v in (b.get("stages_mean_ms") or {}).items():
         va = (a.get("stages_mean_ms") or {}).get(k, 0)
-        st[k] = round((v * cb - va * ca) / (cb - ca), 3)
+        st[k] = max(0.0, round((v * cb - va * ca) / (cb - ca), 3))  # 0, not -0.0 from rounding
     return st, round(lat, 3)
 
 
