@@ -3,7 +3,11 @@
 //! It produces into the same ring layout as Xen and follows Nephele's `xen/common/clone.c`
 //! (`do_clone_vms`, `notification_ring_add`, `completion_ring_add/_done/_wait/_purge_completed`):
 //! - the id of an entry is the `prod_idx` it was written at, truncated to `u32`;
-//! - each injected batch is one parent's clone hypercall ([`Op`]). A pass of it, like one
+//! - each injected batch is one parent's clone hypercall ([`Op`]). A parent has one clone
+//!   hypercall at a time (Xen keeps one `clone_op_state` per parent domain, and a
+//!   self-cloning guest's vCPU waits in the hypercall): a batch injected for a parent still in
+//!   its hypercall waits until that hypercall returned, then runs. [`SimFaults::parallel_batches`]
+//!   lifts this (batches of one parent run side by side, like distinct parents). A pass of it, like one
 //!   (re)entry of `do_clone_vms`: purge the completion ring; write a notification for each child
 //!   not notified yet while the notification ring has room (`prod - cons < N`), queueing its id
 //!   in the completion ring only while that has room too: once the completion ring is full the
@@ -192,6 +196,10 @@ pub(crate) struct SimFaults {
     /// Parents' clone hypercalls are never preempted: each wait loop runs to its end, so ids
     /// left out of a full completion ring never enter it.
     pub(crate) no_preempt: bool,
+    /// Batches of one parent do not wait for its earlier batch's hypercall to return: they run
+    /// side by side as if from distinct parents, each with its own wait loop (no real guest
+    /// can do this: Xen has one clone state per parent).
+    pub(crate) parallel_batches: bool,
 }
 
 /// The simulated hypervisor's view of an enabled ring.
@@ -215,7 +223,7 @@ struct SimState {
 }
 
 impl SimState {
-    /// Children of parents in a hypercall not notified yet.
+    /// Children not notified yet (of parents in a hypercall, or in a batch waiting for it).
     fn backlog(&self) -> usize {
         self.ops
             .iter()
@@ -309,6 +317,12 @@ impl SimHv {
         let before = stats.notified;
         let mut i = 0;
         while i < ops.len() {
+            // A parent still in an earlier clone hypercall has not issued this one yet.
+            let parent = ops[i].parent;
+            if !faults.parallel_batches && ops[..i].iter().any(|o| o.parent == parent) {
+                i += 1;
+                continue;
+            }
             let op = &mut ops[i];
             if let Some(idx) = op.asleep_on {
                 if !en.completion.purged(idx) && en.completion.state(idx) != CState::Completed {
@@ -435,7 +449,7 @@ impl SimHv {
         self.inner.lock().pool
     }
 
-    /// Children of parents in a hypercall not notified yet.
+    /// Children not notified yet (of parents in a hypercall, or in a batch waiting for it).
     pub(crate) fn backlog(&self) -> usize {
         self.inner.lock().backlog()
     }

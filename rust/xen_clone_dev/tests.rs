@@ -542,12 +542,12 @@ mod sim_tests {
         let mut c = Consumer::new(&ring, 128, u64::from(u32::MAX) - 1)?;
         assert_eq!(sim.inject(1, 10, 3), Ok(3));
         assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 3);
-        assert_eq!(sim.inject(1, 20, 2), Ok(2));
+        assert_eq!(sim.inject(2, 20, 2), Ok(2));
         c.fence(&ring);
         assert!(c.is_fenced());
         // Xen's loop: the ring looks full, nothing is queued to wait for, the hypercall
         // returns and the child is never notified.
-        assert_eq!(sim.inject(1, 30, 1), Ok(0));
+        assert_eq!(sim.inject(3, 30, 1), Ok(0));
         assert_eq!(sim.backlog(), 0);
         assert_eq!(sim.stats().abandoned_unnotified, 1);
         assert_eq!(c.pending(&ring), Some(2));
@@ -629,6 +629,50 @@ mod sim_tests {
         }
         assert_eq!(sim.waiting(), 0);
         assert_eq!(sim.complete(128), Err(EINVAL));
+        sim.disable()?;
+        Ok(())
+    }
+
+    /// A parent has one clone hypercall at a time: its next batch runs once the previous one
+    /// returned, so completions out of order never leave its ids out of the completion ring.
+    /// `parallel_batches` models batches that do not wait (each its own wait loop).
+    #[test]
+    fn parent_batches_wait_for_the_previous_one() -> Result {
+        let ring = Arc::new(RingMem::alloc(1)?, GFP_KERNEL)?;
+        let sim = SimHv::new(0)?;
+        sim.enable(&ring, 0)?;
+        let mut c = Consumer::new(&ring, 128, 0)?;
+        assert_eq!(sim.inject(1, 100, 2), Ok(2));
+        // Parent 1 is in its hypercall: this batch waits; parent 2 is not held up.
+        assert_eq!(sim.inject(1, 200, 1), Ok(0));
+        assert_eq!(sim.backlog(), 1);
+        assert_eq!(sim.inject(2, 300, 1), Ok(1));
+        assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 3);
+        sim.complete(0)?;
+        assert_eq!(sim.backlog(), 1);
+        sim.complete(1)?;
+        // Parent 1's first hypercall returned: its next batch ran.
+        assert_eq!(sim.backlog(), 0);
+        assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 1);
+        sim.complete(3)?;
+        sim.complete(2)?;
+        assert_eq!(sim.waiting(), 0);
+        assert_eq!(sim.parents_waiting(), 0);
+        sim.set_faults(SimFaults {
+            parallel_batches: true,
+            ..SimFaults::default()
+        });
+        assert_eq!(sim.inject(1, 400, 1), Ok(1));
+        assert_eq!(sim.inject(1, 500, 1), Ok(1));
+        assert_eq!(sim.parents_waiting(), 2);
+        assert_eq!(c.drain(&ring, 8, |_, _| true).consumed, 2);
+        sim.complete(5)?;
+        sim.complete(4)?;
+        assert_eq!(sim.waiting(), 0);
+        assert_eq!(sim.parents_waiting(), 0);
+        let s = sim.stats();
+        assert_eq!((s.abandoned_unnotified, s.abandoned_unqueued), (0, 0));
+        assert_eq!((s.invalid_completions, s.assertion_failures), (0, 0));
         sim.disable()?;
         Ok(())
     }

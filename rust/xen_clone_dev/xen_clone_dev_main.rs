@@ -18,7 +18,8 @@
 //!
 //! debugfs (`/sys/kernel/debug/xen_clone/`): `counters`, `state`; with `simulate=1` (TEST ONLY)
 //! also `sim_inject` (write `parent child [count]` lines: `count` children `child, child+1, ...`
-//! of `parent` are cloned, like one `CLONEOP_clone` batch) and `sim_status` (the simulated
+//! of `parent` are cloned, like one `CLONEOP_clone` batch; a batch of a parent still in its clone
+//! hypercall waits until that returned, as a real parent does) and `sim_status` (the simulated
 //! hypervisor: completion window, backlog of children blocked on a full ring, completed ids).
 //!
 //! Code layout: `ffi` is the only module with `unsafe` (C shim `shim.c`, ring memory, fops

@@ -748,9 +748,10 @@ fn main() {
         }),
     );
 
-    // --- Close with one entry outstanding; a new one arrives while closed.
+    // --- Close with one entry outstanding; a new one arrives while closed (from another
+    // parent: parent 7 is still in its clone hypercall, waiting for that entry).
     drop(fd);
-    let r = inject(7, 200, 1);
+    let r = inject(8, 200, 1);
     let fd = match open_dev(0) {
         Ok(fd) => fd,
         Err(e) => {
@@ -771,7 +772,7 @@ fn main() {
                 return Err(format!("first entry id {}, want {}", es[0].id, id(2)));
             }
             check_entry(&es[0], 7, 102, XEN_CLONE_ENTRY_REDELIVERED)?;
-            check_entry(&es[1], 7, 200, 0)?;
+            check_entry(&es[1], 8, 200, 0)?;
             let i = info_s(&fd)?;
             if i.counters.redeliveries - i0.counters.redeliveries != 1 {
                 return Err(format!("redeliveries {}", i.counters.redeliveries));
