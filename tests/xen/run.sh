@@ -16,7 +16,7 @@
 . "$XC_ROOT/tests/lib/dom0.sh"
 
 scenario=${1:?usage: tests/xen/run.sh SCENARIO [--timeout SECONDS]}
-timeout_s=240
+timeout_s=360
 [ "${2:-}" = --timeout ] && timeout_s=$3
 [ -f "$XC_ROOT/tests/xen/scenarios/$scenario.sh" ] || die "no scenario tests/xen/scenarios/$scenario.sh"
 
