@@ -155,6 +155,29 @@ xn_xl_dmesg_problems() {
 	xl dmesg 2>/dev/null | grep -iE 'clone|Assertion' | tail -n 40 | sed 's/^/XC-LOG xl dmesg: /'
 }
 
+# xn_orphan_fork GUEST PAUSED_CHECK: xen_clone_dev (orphan_timeout=5) and no
+# daemon; GUEST forks once. Checks that the orphan policy unblocks the parent
+# (parent-unblocked), that the child is left paused (PAUSED_CHECK) and that the
+# module auto-completed exactly one entry (auto-completed-once). Sets
+# XN_ORPHAN_CHILD to the child's domid (empty if the parent named none).
+xn_orphan_fork() {
+	xc_check netback-clone-load modprobe netback_clone
+	xc_check xen-clone-dev-load xn_xcd_load orphan_timeout=5
+	xc_check guest-created xn_guest "$1" forker 1 "mode=fork count=1 start_ms=500"
+	_t0=$(xc_now_ms)
+	if xc_wait 60 xn_console_has "$1" "XCF parent .*done forks=1"; then
+		xc_pass parent-unblocked "fork() returned $(( $(xc_now_ms) - _t0 )) ms after create"
+	else
+		xc_fail parent-unblocked "$(grep XCF "$(xn_console "$1")" | tail -n 2 | tr '\n' '|')"
+	fi
+	XN_ORPHAN_CHILD=$(sed -n 's/.*XCF parent .*fork i=1 rc=\([0-9]*\) .*/\1/p' "$(xn_console "$1")")
+	_c=$XN_ORPHAN_CHILD
+	[ -n "$_c" ] && xn_paused "$_c" && xc_pass "$2" "domain $_c: $(xn_state "$_c")" ||
+		xc_fail "$2" "child '$_c' state '$(xn_state "$_c")'"
+	_au=$(xn_xcd_counter auto_completions)
+	[ "$_au" = 1 ] && xc_pass auto-completed-once || xc_fail auto-completed-once "auto_completions '$_au'"
+}
+
 # --- a summary a person reads (scripts/demo.sh prints the XC-SUMMARY lines) ---
 # xn_summary_child DOMID ANSWERS: one row for a child with a vif: name,
 # console lines, vif, its master, hotplug-status, whether it answered, and the

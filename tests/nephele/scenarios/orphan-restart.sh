@@ -4,20 +4,8 @@
 # Then xencloned starts (a daemon that restarted too slowly): the module hands
 # it the entry flagged XEN_CLONE_ENTRY_AUTO_COMPLETED, and the daemon sets the
 # child up and unpauses it without completing it again.
-xc_check netback-clone-load modprobe netback_clone
-xc_check xen-clone-dev-load xn_xcd_load orphan_timeout=5
-xc_check guest-created xn_guest orphan2 forker 1 "mode=fork count=1 start_ms=500"
-t0=$(xc_now_ms)
-if xc_wait 60 xn_console_has orphan2 "XCF parent .*done forks=1"; then
-	xc_pass parent-unblocked "fork() returned $(( $(xc_now_ms) - t0 )) ms after create"
-else
-	xc_fail parent-unblocked "$(grep XCF "$(xn_console orphan2)" | tail -n 2 | tr '\n' '|')"
-fi
-c=$(sed -n 's/.*XCF parent .*fork i=1 rc=\([0-9]*\) .*/\1/p' "$(xn_console orphan2)")
-[ -n "$c" ] && xn_paused "$c" && xc_pass child-paused-without-daemon "domain $c: $(xn_state "$c")" ||
-	xc_fail child-paused-without-daemon "child '$c' state '$(xn_state "$c")'"
-au=$(xn_xcd_counter auto_completions)
-[ "$au" = 1 ] && xc_pass auto-completed-once || xc_fail auto-completed-once "auto_completions '$au'"
+xn_orphan_fork orphan2 child-paused-without-daemon
+c=$XN_ORPHAN_CHILD
 dmesg | grep 'xen_clone_dev.*auto-completed' | tail -n 1 | sed 's/^/XC-LOG dmesg: /'
 # The daemon comes back.
 xc_check xencloned-start xc_xencloned_run 1
