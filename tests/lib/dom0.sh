@@ -7,7 +7,7 @@
 
 # xc_dom0_base DIR KDIR KVER
 xc_dom0_base() {
-	local d=$1 kdir=$2 kver=$3 ko b t
+	local d=$1 kdir=$2 kver=$3 b t
 	ir_init "$d"
 	rm -rf "$d/var/run"; ln -s ../run "$d/var/run"
 	# Xen's vif-bridge prefers brctl when one is on PATH; busybox's cannot
@@ -70,3 +70,15 @@ xc_nephele_toolstack() {
 
 # xc_nephele_ld_path NEPH: library path of Nephele's install tree.
 xc_nephele_ld_path() { echo "$1/dist/usr/lib:$1/dist/usr/lib64:$1/dist/usr/lib/x86_64-linux-gnu"; }
+
+# xc_xen_cmdline: the hypervisor's command line for both harnesses (plus
+# XC_XEN_EXTRA). smap=0: QEMU 7.2 with -cpu max crashes a PV Dom0 at once
+# otherwise. spec-ctrl=eager-fpu: QEMU's "max" CPU looks like AMD, where Xen
+# defaults to lazy FPU switching (CR0.TS and #NM); under QEMU 7.2 TCG that
+# loses vector register state between vCPUs, so that with DomUs running Dom0
+# processes see other processes' ymm/xmm contents and crash in libc (memcpy,
+# strlen, TLS setup). Eager switching saves and restores on every vCPU switch;
+# the fpu-state scenario checks the registers survive.
+xc_xen_cmdline() {
+	echo "console=com1 com1=115200 dom0_mem=1G,max:1G dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0 spec-ctrl=eager-fpu ${XC_XEN_EXTRA:-}"
+}

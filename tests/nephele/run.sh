@@ -58,9 +58,9 @@ ir_pack "$d" "$d.cpio.gz"
 log "initramfs: dom0 $(du -h "$d.cpio.gz" | cut -f1)"
 
 # --- boot --------------------------------------------------------------------
-# The Xen command line of tests/xen/run.sh (smap=0 and spec-ctrl=eager-fpu are
-# explained there); no commas in the Dom0 command line.
-xen_cmdline="console=com1 com1=115200 dom0_mem=1G,max:1G dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0 spec-ctrl=eager-fpu ${XC_XEN_EXTRA:-}"
+# Xen's command line: xc_xen_cmdline (tests/lib/dom0.sh); no commas in the
+# Dom0 command line (QEMU splits multiboot modules on commas).
+xen_cmdline=$(xc_xen_cmdline)
 dom0_cmdline="console=hvc0 earlyprintk=xen rdinit=/init xc.scenario=$scenario xc.xenstored=$xenstored$envs slub_debug=FZPU ${XC_DOM0_EXTRA:-}"
 log "booting Nephele's Xen + Dom0, scenario $scenario with $xenstored (timeout ${timeout_s}s)"
 xc_vm_run "$name" "$out" "$timeout_s" 3072 \

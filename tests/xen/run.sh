@@ -56,13 +56,8 @@ log "initramfs: dom0 $(du -h "$work/dom0.cpio.gz" | cut -f1), domu $(du -h "$wor
 
 # --- boot --------------------------------------------------------------------
 # No commas in the Dom0 command line: QEMU splits multiboot modules on commas.
-# spec-ctrl=eager-fpu: QEMU's "max" CPU looks like AMD, where Xen defaults to
-# lazy FPU switching (CR0.TS and #NM). Under QEMU 7.2 TCG that loses vector
-# register state between vCPUs: with DomUs running, Dom0 processes see other
-# processes' ymm/xmm contents and crash in libc (memcpy, strlen, TLS setup).
-# Eager switching saves and restores on every vCPU switch; the fpu-state
-# scenario checks the registers survive.
-xen_cmdline="console=com1 com1=115200 dom0_mem=1G,max:1G dom0_max_vcpus=2 loglvl=all guest_loglvl=all smap=0 spec-ctrl=eager-fpu ${XC_XEN_EXTRA:-}"
+# Xen's own command line: xc_xen_cmdline (tests/lib/dom0.sh).
+xen_cmdline=$(xc_xen_cmdline)
 dom0_cmdline="console=hvc0 earlyprintk=xen rdinit=/init xc.scenario=$scenario slub_debug=FZPU ${XC_DOM0_EXTRA:-}"
 log "booting Xen + Dom0, scenario $scenario (timeout ${timeout_s}s)"
 xc_vm_run "xen-$scenario" "$out" "$timeout_s" 3072 \
