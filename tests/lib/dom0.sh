@@ -20,7 +20,15 @@ xc_dom0_base() {
 	mkdir -p "$d/lib/modules" "$d/xc"
 	cp -a "$kdir/modinst/lib/modules/$kver" "$d/lib/modules/"
 	# Our modules, xencloned, its configuration and units: what a user
-	# installs (make install), so that what the tests run is what users get.
+	# installs (make install), so that what the tests run is what users get,
+	# built from the tree as it is (a run never tests a stale build).
+	make -s -C "$XC_ROOT" userspace >/dev/null || die "make userspace failed"
+	if [ -n "$(find "$XC_ROOT/rust" \( -name '*.rs' -o -name '*.[ch]' -o -name Kbuild \) \
+		-newer "$XC_ROOT/rust/xen_clone_dev/xen_clone_dev.ko" 2>/dev/null | head -n 1)" ] ||
+		[ ! -f "$XC_ROOT/rust/xen_clone_dev/xen_clone_dev.ko" ] ||
+		[ "$(modinfo -F vermagic "$XC_ROOT/rust/xen_clone_dev/xen_clone_dev.ko" | cut -d' ' -f1)" != "$kver" ]; then
+		make -s -C "$XC_ROOT" modules KDIR="$kdir" >/dev/null || die "make modules failed"
+	fi
 	make -s -C "$XC_ROOT" install DESTDIR="$d" KDIR="$kdir" PREFIX=/usr >/dev/null ||
 		die "make install DESTDIR=$d failed"
 	b=$XC_ROOT/userspace/target/release/clone-dev-check
