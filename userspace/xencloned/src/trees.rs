@@ -3,7 +3,8 @@
 //!
 //! Reading a subtree from a C xenstored takes 3 requests a node, which was
 //! most of a deep copy's cost. So the trees a clone copies from (a parent's
-//! `/local/domain/<p>`, `/libxl/<p>` and device backend dirs) are kept, each
+//! `/local/domain/<p>`, `/libxl/<p>` and device backend dirs, the first
+//! three as far as [`xenstore::profile`] names them) are kept, each
 //! under a Xenstore watch registered on the daemon's main connection
 //! *before* the tree is read. Any change below it fires the watch and the
 //! tree is read again when next needed.
@@ -30,7 +31,8 @@
 
 use crate::parent::ParentInfo;
 use std::collections::HashMap;
-use xenstore::snapshot::{self, Node};
+use xenstore::profile;
+use xenstore::snapshot::Node;
 use xenstore::{Client, TxId, WatchEvent, paths};
 
 /// Largest tree kept (nodes).
@@ -171,11 +173,11 @@ impl TreeCache {
                 // Not kept without its watch: read for this copy only.
                 tracing::warn!(parent, root = %root, "cannot watch the tree ({e}): not kept");
                 self.stats.reads += 1;
-                let tree = snapshot::read_tree(xs, tx, &root)?;
+                let tree = profile::read_root(xs, tx, &root)?;
                 return Ok(tree.and_then(|t| t.get(&rel).cloned()));
             }
         };
-        let tree = snapshot::read_tree(xs, tx, &root)?;
+        let tree = profile::read_root(xs, tx, &root)?;
         self.stats.reads += 1;
         // The watch's first event (xenstored fires it once on registration,
         // queued before any later reply) or a change meanwhile: both are in

@@ -122,36 +122,32 @@ fn set_value(root: &mut Node, rel: &str, value: &[u8]) {
 ///
 /// A leaf is written (it inherits), then set if it must differ. A
 /// directory's children inherit whatever permissions it has while they are
-/// created, so it is made one of three ways, whichever takes fewer requests
-/// at its level (its own requests plus its children's `SET_PERMS`):
-/// - *inherit*: left to its first descendant's write (or written, if it has
-///   a value), so it has the inherited permissions while its children are
-///   created, and set to its own after them if they differ;
-/// - *own*: written and set to its own permissions first;
-/// - *children's*: written and set to the permissions most of its children
-///   want first, and to its own after them (a backend dir whose entries
-///   kept Dom0's permissions when libxl set the dir's).
+/// created, so its children are made in groups of equal permissions: first
+/// those that want what the directory has when it is created (the inherited
+/// permissions, left to its first descendant's write), then each other
+/// group, with the directory switched to the group's permissions first when
+/// that takes fewer requests than setting each member, its own group last;
+/// and the directory is set to its own permissions at the end if it does
+/// not have them by then. A domain's home (`n0 r<d>`) with `data`,
+/// `control/shutdown`... owned by the domain costs two switches instead of
+/// a `SET_PERMS` per domain-owned node.
 pub fn plan(dst: &str, d: &Node, inherited: Option<&Perms>) -> Vec<Step> {
     let mut out = Vec::new();
     plan_node(dst, d, inherited, &mut out);
     out
 }
 
-/// The permissions most children of `n` have (the first of the most
-/// frequent, in listing order).
-fn majority(n: &Node) -> Option<&Perms> {
-    let mut best: Option<(&Perms, usize)> = None;
-    for (_, c) in &n.children {
-        let k = n
-            .children
-            .iter()
-            .filter(|(_, o)| o.perms == c.perms)
-            .count();
-        if best.is_none_or(|(_, b)| k > b) {
-            best = Some((&c.perms, k));
+/// The children of `n` grouped by permissions, groups in order of first
+/// appearance, children in listing order.
+fn groups(n: &Node) -> Vec<(&Perms, Vec<(&str, &Node)>)> {
+    let mut g: Vec<(&Perms, Vec<(&str, &Node)>)> = Vec::new();
+    for (name, c) in &n.children {
+        match g.iter_mut().find(|(p, _)| **p == c.perms) {
+            Some((_, v)) => v.push((name, c)),
+            None => g.push((&c.perms, vec![(name, c)])),
         }
     }
-    best.map(|(p, _)| p)
+    g
 }
 
 fn plan_node(path: &str, n: &Node, inh: Option<&Perms>, out: &mut Vec<Step>) {
@@ -167,11 +163,6 @@ fn plan_node(path: &str, n: &Node, inh: Option<&Perms>, out: &mut Vec<Step>) {
             perms: perms.clone(),
         })
     };
-    let children = |out: &mut Vec<Step>, inh: &Perms| {
-        for (name, c) in &n.children {
-            plan_node(&paths::join(path, name), c, Some(inh), out);
-        }
-    };
     if n.children.is_empty() {
         write(out);
         if inh != Some(&n.perms) {
@@ -179,45 +170,53 @@ fn plan_node(path: &str, n: &Node, inh: Option<&Perms>, out: &mut Vec<Step>) {
         }
         return;
     }
-    let unlike = |t: &Perms| n.children.iter().filter(|(_, c)| c.perms != *t).count();
-    // (cost, permissions while the children are created; None = inherited)
-    let mut best: Option<(usize, Option<&Perms>)> = inh.map(|i| {
-        let cost = usize::from(!n.value.is_empty()) + unlike(i) + usize::from(*i != n.perms);
-        (cost, None)
-    });
-    let mut candidates = vec![&n.perms];
-    candidates.extend(majority(n).filter(|m| **m != n.perms));
-    for t in candidates {
-        let cost = 2 + unlike(t) + usize::from(*t != n.perms);
-        if best.is_none_or(|(b, _)| cost < b) {
-            best = Some((cost, Some(t)));
-        }
-    }
-    match (best, inh) {
-        (Some((_, None)), Some(inh)) => {
-            // Created by the first write below (or its own), with `inh`.
+    // The permissions the directory has while its next children are
+    // created, and whether it exists yet (else its first descendant's
+    // write creates it with `inh`).
+    let (mut cur, mut exists) = match inh {
+        Some(i) => {
             if !n.value.is_empty() {
                 write(out);
             }
-            children(out, inh);
-            if *inh != n.perms {
-                set(out, &n.perms);
-            }
+            (i, !n.value.is_empty())
         }
-        (Some((_, Some(t))), _) => {
-            write(out);
-            set(out, t);
-            children(out, t);
-            if *t != n.perms {
-                set(out, &n.perms);
-            }
-        }
-        // Not reached: the own-permissions candidate always gives a cost.
-        _ => {
+        None => {
             write(out);
             set(out, &n.perms);
-            children(out, &n.perms);
+            (&n.perms, true)
         }
+    };
+    let mut g = groups(n);
+    // The group already matching first, the own group last.
+    g.sort_by_key(|(p, _)| match () {
+        _ if *p == cur => 0,
+        _ if **p == n.perms => 2,
+        _ => 1,
+    });
+    for (perms, members) in g {
+        if perms != cur {
+            let own = *perms == n.perms;
+            // Switching: a SET_PERMS of the directory now (and its write
+            // first if it does not exist yet), and one more at the end
+            // unless it ends with its own permissions anyway.
+            let end_set = usize::from(!own && *cur == n.perms);
+            let cost = 1 + usize::from(!exists) + end_set;
+            // Into its own group: that is the SET_PERMS it needs at the end.
+            if own || cost < members.len() {
+                if !exists {
+                    write(out);
+                }
+                set(out, perms);
+                cur = perms;
+            }
+        }
+        for (name, c) in members {
+            plan_node(&paths::join(path, name), c, Some(cur), out);
+        }
+        exists = true;
+    }
+    if *cur != n.perms {
+        set(out, &n.perms);
     }
 }
 
@@ -233,9 +232,17 @@ pub enum Existing {
 /// Copies made in one transaction: remembers the final permissions of
 /// every node it made, so a later destination below one of them is known
 /// to be absent and to inherit known permissions.
+///
+/// Only the batch's first destination is checked for existence when it
+/// is new: a clone's other trees (`/libxl/<c>`, its backend dirs) belong
+/// to the same new domain, and a home found absent means the domid is
+/// fresh. (Leftovers of a dead domain of that domid under a backend dir
+/// are then overwritten key by key rather than refused with `EEXIST`.)
 #[derive(Debug, Default)]
 pub struct Batch {
     made: HashMap<String, Perms>,
+    /// The first destination was absent and made: the others are new.
+    fresh: bool,
 }
 
 fn parent_of(path: &str) -> Option<&str> {
@@ -272,6 +279,9 @@ impl Batch {
         if let Some((_, perms)) = self.made_ancestor(dst) {
             return Ok((false, Some(perms.clone())));
         }
+        if self.fresh {
+            return Ok((false, None));
+        }
         Ok((c.exists(tx, dst)?, None))
     }
 
@@ -306,6 +316,7 @@ impl Batch {
     ) -> Result<usize> {
         let d = desired(spec, src);
         let steps = plan(spec.dst, &d, inherited.as_ref());
+        self.fresh = true;
         for s in &steps {
             match s {
                 Step::Write { path, value } => c.write(tx, path, value)?,

@@ -27,6 +27,7 @@ pub mod deepcopy;
 pub mod error;
 pub mod paths;
 pub mod perms;
+pub mod profile;
 pub mod snapshot;
 pub mod testing;
 pub mod wire;

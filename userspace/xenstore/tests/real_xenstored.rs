@@ -787,3 +787,54 @@ fn missing_xenstored_fails_in_ci() {
     assert!(ok && text.contains("SKIP"), "deliberate opt-out: {text}");
     let _ = std::fs::remove_dir_all(&empty);
 }
+
+/// Requests the daemon has served (its `-T` trace: one `IN` line each).
+fn served(xs: &Xenstored) -> usize {
+    std::fs::read_to_string(xs.trace_file())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("IN "))
+        .count()
+}
+
+#[test]
+fn profile_read_costs_one_request_a_key_and_leaves_out_what_is_missing() {
+    use xenstore::profile::{self, HOME, Source};
+    let Some(xs) = Xenstored::start("profile_read_costs_one_request_a_key") else {
+        return;
+    };
+    let mut c = xs.connect();
+    w(&mut c, "/local/domain/3/name", "web");
+    w(&mut c, "/local/domain/3/console/port", "2");
+    w(&mut c, "/local/domain/3/attr/whatever", "not copied");
+    w(
+        &mut c,
+        "/local/domain/3/device/vif/0/mac",
+        "00:16:3e:00:00:01",
+    );
+    let before = served(&xs);
+    let t = profile::read_root(&mut c, TxId::NONE, "/local/domain/3")
+        .expect("read")
+        .expect("the home exists");
+    let reads = HOME.iter().filter(|k| k.source == Source::Read).count();
+    // The root, one read a key, three a node of device/vif (vif, 0, mac),
+    // one for the absent data.
+    assert_eq!(served(&xs) - before, 1 + reads + 3 * 3 + 1);
+    let val = |rel: &str| {
+        t.get(rel)
+            .map(|n| String::from_utf8_lossy(&n.value).into_owned())
+    };
+    assert_eq!(val("name").as_deref(), Some("web"));
+    assert_eq!(val("console/port").as_deref(), Some("2"));
+    assert_eq!(
+        val("device/vif/0/mac").as_deref(),
+        Some("00:16:3e:00:00:01")
+    );
+    assert!(t.get("attr").is_none(), "not a key of the profile");
+    assert!(t.get("vm").is_none(), "the parent has none");
+    assert!(
+        profile::read_root(&mut c, TxId::NONE, "/local/domain/4")
+            .expect("read")
+            .is_none()
+    );
+}
