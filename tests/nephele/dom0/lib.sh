@@ -62,6 +62,16 @@ xn_xs_daemon_requests() {
 	xn_xs_reqs "$1" "$2" | awk '{ n[$1]++ } tolower($2) == "introduce" { d[$1] = 1 }
 		END { t = 0; for (c in d) t += n[c]; print t }'
 }
+# xn_xs_daemon_dump FROM TO: the daemon's own requests between two marks
+# (connection that sent XS_INTRODUCE), with their arguments.
+xn_xs_daemon_dump() {
+	_xd=$(xn_xs_reqs "$1" "$2" | awk 'tolower($2) == "introduce" { print $1 }' | sort -u | tr '\n' ' ')
+	sed -n "$(($1 + 1)),$2p" "$(xn_xs_log)" | case $XN_XENSTORED in
+	oxenstored) awk -v d=" $_xd" '{ l = $0; sub(/^\[[^]]*\] */, "", l); split(l, f, " "); c = f[1]; sub(/\..*/, "", c)
+		if (index(d, " " c " ")) print l }' ;;
+	*) awk -v d=" $_xd" '$1 == "IN" && index(d, " " $2 " ") { $1 = $3 = $4 = ""; print }' ;;
+	esac | cut -c1-160
+}
 # xn_xs_clone_ops: XS_CLONE requests served so far (oxenstored only; the C
 # xenstored has no such operation: 0).
 xn_xs_clone_ops() {
