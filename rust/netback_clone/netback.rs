@@ -1,120 +1,64 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The C boundary of netback_clone, and all of its `unsafe` code.
+//! netback's clone handler API, and all of this module's `unsafe` code.
 //!
-//! Out-of-tree modules get no bindgen, so the C functions are declared here
-//! by hand: the clone handler API that `xen-netback` exports
-//! (`include/xen/netback-clone.h`, linux-patches/0003) and the few helpers
-//! of `shim.c`. Everything else in the module is safe Rust built on the
-//! types below.
+//! `xen-netback` exports the clone handler API (`include/xen/netback-clone.h`,
+//! linux-patches/0003), reached here through the kernel's bindings
+//! (linux-patches/0012). The Xen pieces (the xenbus device, Xenstore reads,
+//! event-channel status, grant mapping) come from `kernel::xen`. Everything
+//! else in the module is safe Rust built on the types below.
 
-use crate::validate::{QueueRings, Value, VALUE_MAX};
-use core::{marker::PhantomData, ptr::NonNull};
-use kernel::{error::to_result, prelude::*};
-
-/// `struct xenbus_device`, only ever handled by pointer.
-#[repr(C)]
-pub(crate) struct XenbusDevice {
-    _opaque: [u8; 0],
-    _not_send_sync_unpin: PhantomData<(*mut u8, core::marker::PhantomPinned)>,
-}
-
-extern "C" {
-    // shim.c
-    fn nbc_register() -> c_int;
-    fn nbc_unregister();
-    fn nbc_dev_nodename(dev: *const XenbusDevice) -> *const c_char;
-    fn nbc_dev_otherend(dev: *const XenbusDevice) -> *const c_char;
-    fn nbc_dev_otherend_id(dev: *const XenbusDevice) -> c_int;
-    fn nbc_xs_read(
-        dir: *const c_char,
-        node: *const c_char,
-        buf: *mut c_char,
-        size: c_uint,
-    ) -> c_int;
-    fn nbc_evtchn_status(
-        domid: c_uint,
-        port: c_uint,
-        status: *mut c_uint,
-        remote: *mut c_uint,
-    ) -> c_int;
-    fn nbc_probe_grant(dev: *mut XenbusDevice, gref: c_uint) -> c_int;
-
-    // xen-netback, include/xen/netback-clone.h
-    fn xenvif_clone_max_queues() -> c_uint;
-    fn xenvif_clone_create(
-        dev: *mut XenbusDevice,
-        handle: c_uint,
-        mac: *const u8,
-        num_queues: c_uint,
-    ) -> c_int;
-    fn xenvif_clone_connect_queue(
-        dev: *mut XenbusDevice,
-        index: c_uint,
-        tx_ring_ref: u32,
-        rx_ring_ref: u32,
-        tx_evtchn: u32,
-        rx_evtchn: u32,
-    ) -> c_int;
-    fn xenvif_clone_connect_ctrl(dev: *mut XenbusDevice, ring_ref: u32, evtchn: u32) -> c_int;
-    fn xenvif_clone_notify(dev: *mut XenbusDevice) -> c_int;
-    fn xenvif_clone_start(dev: *mut XenbusDevice) -> c_int;
-    fn xenvif_clone_destroy(dev: *mut XenbusDevice);
-    fn xenvif_clone_fail(dev: *mut XenbusDevice, err: c_int, msg: *const c_char);
-}
+use crate::validate::{QueueRings, Value};
+use kernel::{
+    bindings,
+    error::to_result,
+    prelude::*,
+    xen::{events, xenbus},
+};
 
 /// The cloned backend device handed to the clone handler.
 ///
 /// # Invariants
 ///
-/// `dev` points to a live `struct xenbus_device` of the vif backend bus,
-/// bound to netback, for all of `'a`: netback guarantees this for the
-/// duration of the `attach()` and `detach()` callbacks, and a [`Backend`]
-/// never outlives the callback it was created in. netback serialises the
-/// callbacks of one device (they run from its probe and remove).
+/// `dev` is the device netback passed to `attach()` or `detach()`: live and bound to netback for
+/// all of `'a`, which never outlives that callback. netback serialises the callbacks of one
+/// device (they run from its probe and remove).
 pub(crate) struct Backend<'a> {
-    dev: NonNull<XenbusDevice>,
-    _lifetime: PhantomData<&'a XenbusDevice>,
+    dev: &'a xenbus::Device,
 }
 
 impl<'a> Backend<'a> {
     /// The backend node, e.g. `backend/vif/5/0`.
     pub(crate) fn nodename(&self) -> &'a CStr {
-        // SAFETY: `dev` is live (type invariant); `nodename` is a NUL-terminated string
-        // allocated with the device and never changed while it is registered.
-        unsafe { CStr::from_char_ptr(nbc_dev_nodename(self.dev.as_ptr())) }
+        self.dev.nodename()
     }
 
     /// The frontend directory (`frontend` key, read by xenbus before probe).
     pub(crate) fn otherend(&self) -> &'a CStr {
-        // SAFETY: `dev` is live (type invariant); xenbus sets `otherend` before it probes
-        // and keeps it until the driver is unbound, after `detach()`.
-        unsafe { CStr::from_char_ptr(nbc_dev_otherend(self.dev.as_ptr())) }
+        self.dev.otherend().unwrap_or(c"")
     }
 
     /// The frontend's domain.
     pub(crate) fn otherend_id(&self) -> u32 {
-        // SAFETY: `dev` is live (type invariant).
-        let id = unsafe { nbc_dev_otherend_id(self.dev.as_ptr()) };
-        u32::try_from(id).unwrap_or(u32::MAX)
+        u32::from(self.dev.otherend_id())
     }
 
     /// Creates the vif (not yet announced) with `num_queues` queues to connect.
     pub(crate) fn create(&self, handle: u32, mac: &[u8; 6], num_queues: u32) -> Result {
-        // SAFETY: `dev` is live and being attached (type invariant); `mac` points to
-        // 6 bytes (ETH_ALEN) that netback copies before returning.
+        // SAFETY: `dev` is being attached (type invariant); `mac` points to 6 bytes (ETH_ALEN)
+        // that netback copies before returning.
         to_result(unsafe {
-            xenvif_clone_create(self.dev.as_ptr(), handle, mac.as_ptr(), num_queues)
+            bindings::xenvif_clone_create(self.dev.as_raw(), handle, mac.as_ptr(), num_queues)
         })
     }
 
     /// Maps the rings of queue `index` (the next one) and binds its ports.
     pub(crate) fn connect_queue(&self, index: u32, q: &QueueRings) -> Result {
-        // SAFETY: `dev` is live and being attached (type invariant); netback checks
-        // that the vif exists and that `index` is the next queue.
+        // SAFETY: `dev` is being attached (type invariant); netback checks that the vif exists
+        // and that `index` is the next queue.
         to_result(unsafe {
-            xenvif_clone_connect_queue(
-                self.dev.as_ptr(),
+            bindings::xenvif_clone_connect_queue(
+                self.dev.as_raw(),
                 index,
                 q.tx_ring_ref,
                 q.rx_ring_ref,
@@ -126,142 +70,143 @@ impl<'a> Backend<'a> {
 
     /// Connects the control ring.
     pub(crate) fn connect_ctrl(&self, ring_ref: u32, port: u32) -> Result {
-        // SAFETY: `dev` is live and being attached (type invariant).
-        to_result(unsafe { xenvif_clone_connect_ctrl(self.dev.as_ptr(), ring_ref, port) })
+        // SAFETY: `dev` is being attached (type invariant).
+        to_result(unsafe { bindings::xenvif_clone_connect_ctrl(self.dev.as_raw(), ring_ref, port) })
     }
 
     /// Makes the next response of every ring notify the guest, and kicks it.
     pub(crate) fn notify(&self) -> Result {
-        // SAFETY: `dev` is live and being attached (type invariant); netback checks
-        // that all queues are connected.
-        to_result(unsafe { xenvif_clone_notify(self.dev.as_ptr()) })
+        // SAFETY: `dev` is being attached (type invariant); netback checks that all queues are
+        // connected.
+        to_result(unsafe { bindings::xenvif_clone_notify(self.dev.as_raw()) })
     }
 
     /// Carrier on, hotplug-status watch, backend Connected, `online` uevent.
     pub(crate) fn start(&self) -> Result {
-        // SAFETY: `dev` is live and being attached (type invariant).
-        to_result(unsafe { xenvif_clone_start(self.dev.as_ptr()) })
+        // SAFETY: `dev` is being attached (type invariant).
+        to_result(unsafe { bindings::xenvif_clone_start(self.dev.as_raw()) })
     }
 
     /// Releases the vif and everything connected so far.
     pub(crate) fn destroy(&self) {
-        // SAFETY: `dev` is live and being attached (type invariant); netback accepts
-        // a device without vif.
-        unsafe { xenvif_clone_destroy(self.dev.as_ptr()) }
+        // SAFETY: `dev` is being attached (type invariant); netback accepts a device without
+        // vif.
+        unsafe { bindings::xenvif_clone_destroy(self.dev.as_raw()) }
     }
 
     /// Writes `hotplug-error` = `msg`, `hotplug-status` = `error`, and closes.
     pub(crate) fn fail(&self, err: Error, msg: &CStr) {
-        // SAFETY: `dev` is live (type invariant); `msg` is NUL-terminated and only
+        // SAFETY: `dev` is being attached (type invariant); `msg` is NUL-terminated and only
         // read during the call.
-        unsafe { xenvif_clone_fail(self.dev.as_ptr(), err.to_errno(), msg.as_char_ptr()) }
+        unsafe { bindings::xenvif_clone_fail(self.dev.as_raw(), err.to_errno(), msg.as_char_ptr()) }
     }
 
     /// Maps and unmaps one grant of the frontend.
     pub(crate) fn probe_grant(&self, gref: u32) -> Result {
-        // SAFETY: `dev` is live (type invariant); the mapping is released before return.
-        to_result(unsafe { nbc_probe_grant(self.dev.as_ptr(), gref) })
+        self.dev.map_ring(gref)?.unmap()
     }
 }
 
 /// netback's limit on queues per vif (its `max_queues` parameter).
 pub(crate) fn max_queues() -> u32 {
-    // SAFETY: reads a module parameter of netback, which is loaded (we link to it).
-    unsafe { xenvif_clone_max_queues() }
+    // SAFETY: Reads a module parameter of netback, which is loaded (this module links to it).
+    unsafe { bindings::xenvif_clone_max_queues() }
 }
 
 /// Reads `<dir>/<node>` from Xenstore: `Ok(None)` if it does not exist,
-/// `Err(errno)` on any other failure (`-E2BIG` if longer than [`VALUE_MAX`]).
+/// `Err(errno)` on any other failure (`-E2BIG` if longer than [`crate::validate::VALUE_MAX`]).
 pub(crate) fn xs_read(dir: &CStr, node: &CStr) -> Result<Option<Value>, i32> {
-    let mut buf = [0u8; VALUE_MAX + 1];
-    let size = c_uint::try_from(buf.len()).unwrap_or(0);
-    // SAFETY: `dir` and `node` are NUL-terminated; `buf` is writable for `size` bytes.
-    let r = unsafe {
-        nbc_xs_read(
-            dir.as_char_ptr(),
-            node.as_char_ptr(),
-            buf.as_mut_ptr().cast(),
-            size,
-        )
-    };
-    if r == ENOENT.to_errno() {
-        return Ok(None);
+    match xenbus::read(dir, node) {
+        Ok(v) => Value::new(&v).map(Some).ok_or(E2BIG.to_errno()),
+        Err(e) if e == ENOENT => Ok(None),
+        Err(e) => Err(e.to_errno()),
     }
-    let len = usize::try_from(r).map_err(|_| r)?;
-    buf.get(..len)
-        .and_then(Value::new)
-        .map(Some)
-        .ok_or(E2BIG.to_errno())
 }
 
-/// `EVTCHNOP_status` of a port of domain `domid`: `(EVTCHNSTAT_*, peer domain)`.
+/// `EVTCHNOP_status` of a port of domain `domid`: `(EVTCHNSTAT_*, peer domain)`, the peer being
+/// `DOMID_INVALID` for states without one.
 pub(crate) fn evtchn_status(domid: u32, port: u32) -> Result<(u32, u32), i32> {
-    let mut status: c_uint = 0;
-    let mut remote: c_uint = 0;
-    // SAFETY: both out-pointers are valid for writes for the duration of the call.
-    let r = unsafe { nbc_evtchn_status(domid, port, &mut status, &mut remote) };
-    if r < 0 {
-        Err(r)
-    } else {
-        Ok((status, remote))
-    }
+    let domid = u16::try_from(domid).map_err(|_| EINVAL.to_errno())?;
+    let st = events::channel_status(domid, port).map_err(|e| e.to_errno())?;
+    let remote = match st {
+        events::ChannelStatus::Unbound { remote }
+        | events::ChannelStatus::Interdomain { remote, .. } => u32::from(remote),
+        _ => bindings::DOMID_INVALID,
+    };
+    Ok((st.raw(), remote))
 }
 
 /// The registration of this module as netback's clone handler.
 ///
 /// # Invariants
 ///
-/// While a value exists, `shim.c`'s handler is registered with netback.
-pub(crate) struct Registration(());
+/// `handler` is registered with netback for the lifetime of this object; its address is stable
+/// (boxed) and it is unregistered on drop, before it is freed.
+pub(crate) struct Registration {
+    handler: KBox<bindings::xenvif_clone_handler>,
+}
+
+// SAFETY: The handler holds a module pointer and two function pointers, which netback uses from
+// any thread; this object only registers and unregisters it.
+unsafe impl Send for Registration {}
+// SAFETY: `Registration` has no `&self` methods.
+unsafe impl Sync for Registration {}
 
 impl Registration {
-    /// Registers the handler (`-EBUSY` if another one is registered).
-    pub(crate) fn new() -> Result<Self> {
-        // SAFETY: plain call; the handler structure is static in shim.c.
-        to_result(unsafe { nbc_register() })?;
-        // INVARIANT: registration succeeded.
-        Ok(Registration(()))
+    /// Registers the handler (`-EBUSY` if another one is registered). netback holds a reference
+    /// on `module` while an attach runs and while an attached clone exists.
+    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+        let handler = KBox::new(
+            bindings::xenvif_clone_handler {
+                owner: module.as_ptr(),
+                attach: Some(attach_callback),
+                detach: Some(detach_callback),
+            },
+            GFP_KERNEL,
+        )?;
+        // SAFETY: `handler` is valid and stays at this address until it is unregistered in
+        // `drop`.
+        to_result(unsafe { bindings::xenvif_register_clone_handler(&*handler) })?;
+        // INVARIANT: Registration succeeded.
+        Ok(Registration { handler })
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // SAFETY: registered (type invariant). netback waits for an RCU grace period,
-        // so no probe still uses the handler after this returns; attached clones hold
-        // a reference on this module, so it cannot be unloaded while they exist.
-        unsafe { nbc_unregister() }
+        // SAFETY: Registered (type invariant). netback waits for an RCU grace period, so no
+        // probe still uses the handler after this returns; attached clones hold a reference on
+        // this module, so it cannot be unloaded while they exist.
+        unsafe { bindings::xenvif_unregister_clone_handler(&*self.handler) }
     }
 }
 
-/// Called by netback (through shim.c) for each cloned vif backend.
-#[no_mangle]
-extern "C" fn nbc_rs_attach(dev: *mut XenbusDevice) -> c_int {
-    let Some(dev) = NonNull::new(dev) else {
+/// # Safety
+///
+/// Called by netback with the live device being probed, for the duration of the call.
+unsafe extern "C" fn attach_callback(dev: *mut bindings::xenbus_device) -> c_int {
+    if dev.is_null() {
         return EINVAL.to_errno();
-    };
-    // INVARIANT: netback passes the live device being probed; `be` does not outlive
-    // this call.
-    let be = Backend {
-        dev,
-        _lifetime: PhantomData,
-    };
+    }
+    // SAFETY: netback passes the live device being probed, bound to it during this call.
+    let dev = unsafe { xenbus::Device::from_raw(dev) };
+    // INVARIANT: `be` does not outlive this call.
+    let be = Backend { dev };
     match crate::attach(&be) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
 }
 
-/// Called by netback (through shim.c) after tearing down an attached clone.
-#[no_mangle]
-extern "C" fn nbc_rs_detach(dev: *mut XenbusDevice) {
-    let Some(dev) = NonNull::new(dev) else {
+/// # Safety
+///
+/// Called by netback with the live device being removed, after tearing down an attached clone.
+unsafe extern "C" fn detach_callback(dev: *mut bindings::xenbus_device) {
+    if dev.is_null() {
         return;
-    };
-    // INVARIANT: netback passes the live device being removed; `be` does not outlive
-    // this call.
-    let be = Backend {
-        dev,
-        _lifetime: PhantomData,
-    };
-    crate::detach(&be);
+    }
+    // SAFETY: netback passes the live device being removed, for the duration of this call.
+    let dev = unsafe { xenbus::Device::from_raw(dev) };
+    // INVARIANT: `be` does not outlive this call.
+    crate::detach(&Backend { dev });
 }
