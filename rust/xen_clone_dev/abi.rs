@@ -1,170 +1,69 @@
-// SPDX-License-Identifier: GPL-2.0 OR MIT
+// SPDX-License-Identifier: GPL-2.0
 
-// Userspace ABI of `/dev/xen/clone`.
-//
-// This file is the single definition of the ABI. It has no dependencies and
-// is `include!`d both by the kernel module (`rust/xen_clone_dev`) and by the
-// userspace crate `xen-clone-abi`; both sides test the layouts below.
-//
-// Protocol:
-// - `read()` returns whole [`XenCloneEntry`] records (a buffer shorter than
-//   one entry gets `EINVAL`); it blocks unless `O_NONBLOCK` (then `EAGAIN`).
-//   `poll()` reports `POLLIN` while an entry is available.
-// - Every entry must be acknowledged with [`XEN_CLONE_IOC_COMPLETE`] carrying
-//   its `id`; the hypervisor's clone hypercall returns only when all children
-//   it notified are completed. Completion order is free.
-// - Entries read but not completed when the file is released are delivered
-//   again, first, to the next opener, with [`XEN_CLONE_ENTRY_REDELIVERED`].
-// - Entries the module completed itself (orphan policy: no reader for
-//   `orphan_timeout` seconds) are still delivered to the next reader, with
-//   [`XEN_CLONE_ENTRY_AUTO_COMPLETED`]; they need no completion (the ioctl
-//   answers `EALREADY`).
-// - A completion the hypervisor refuses (`CLONEOP_clone_completion`:
-//   `-EINVAL`, the id is not in Xen's completion ring) gets `EAGAIN` while it
-//   may still be accepted (the entry stays outstanding: retry later), and
-//   `ECANCELED` once the module gives up on it (the entry is released; its
-//   child stays paused; `dmesg` says why).
+//! The userspace ABI of `/dev/xen/clone`.
+//!
+//! Defined once, in C: `include/uapi/xen/clone.h` (linux-patches/0006), reached here through the
+//! kernel's bindings (linux-patches/0012) and by userspace through `userspace/xen-clone-abi`,
+//! whose tests compare its layout with the same header.
 
-/// Version of this ABI, carried in every entry and in [`XenCloneInfo`].
-pub const XEN_CLONE_ABI_VERSION: u32 = 2;
+use core::mem::{align_of, offset_of, size_of};
+use kernel::{
+    bindings,
+    transmute::{AsBytes, FromBytes},
+};
 
-/// Path of the device node.
-pub const XEN_CLONE_DEV_PATH: &str = "/dev/xen/clone";
+/// `struct xen_clone_entry`: one record of `read()`.
+pub(crate) type XenCloneEntry = bindings::xen_clone_entry;
+/// `struct xen_clone_complete`: the argument of [`XEN_CLONE_IOC_COMPLETE`].
+pub(crate) type XenCloneComplete = bindings::xen_clone_complete;
+/// `struct xen_clone_counters`.
+pub(crate) type XenCloneCounters = bindings::xen_clone_counters;
+/// `struct xen_clone_info`: the result of [`XEN_CLONE_IOC_INFO`].
+pub(crate) type XenCloneInfo = bindings::xen_clone_info;
 
-/// [`XenCloneEntry::flags`]: this entry was handed out before, to a file that
-/// was released without completing it.
-pub const XEN_CLONE_ENTRY_REDELIVERED: u32 = 1 << 0;
+/// `XEN_CLONE_ABI_VERSION`.
+pub(crate) const XEN_CLONE_ABI_VERSION: u32 = bindings::XEN_CLONE_ABI_VERSION;
+/// `XEN_CLONE_ENTRY_REDELIVERED`.
+pub(crate) const XEN_CLONE_ENTRY_REDELIVERED: u32 = bindings::XEN_CLONE_ENTRY_REDELIVERED;
+/// `XEN_CLONE_ENTRY_AUTO_COMPLETED`.
+pub(crate) const XEN_CLONE_ENTRY_AUTO_COMPLETED: u32 = bindings::XEN_CLONE_ENTRY_AUTO_COMPLETED;
+/// `XEN_CLONE_INFO_SIMULATED`.
+pub(crate) const XEN_CLONE_INFO_SIMULATED: u32 = bindings::XEN_CLONE_INFO_SIMULATED;
+/// `XEN_CLONE_ENABLE_PAGE_SHARING_POOL`.
+pub(crate) const XEN_CLONE_ENABLE_PAGE_SHARING_POOL: u64 =
+    bindings::XEN_CLONE_ENABLE_PAGE_SHARING_POOL as u64;
+/// `XEN_CLONE_IOC_COMPLETE`.
+pub(crate) const XEN_CLONE_IOC_COMPLETE: u32 = bindings::XEN_CLONE_IOC_COMPLETE;
+/// `XEN_CLONE_IOC_INFO`.
+pub(crate) const XEN_CLONE_IOC_INFO: u32 = bindings::XEN_CLONE_IOC_INFO;
 
-/// [`XenCloneEntry::flags`]: the module completed this entry itself (no reader
-/// for `orphan_timeout` seconds): the parent has returned from its clone
-/// hypercall; the child is still paused, its devices not set up. It needs no
-/// completion ([`XEN_CLONE_IOC_COMPLETE`] answers `EALREADY`).
-pub const XEN_CLONE_ENTRY_AUTO_COMPLETED: u32 = 1 << 1;
+// The flag the module passes to `CLONEOP_enable` is the one of the ABI.
+const _: () = assert!(
+    XEN_CLONE_ENABLE_PAGE_SHARING_POOL == kernel::xen::clone::FLAG_USE_PAGE_SHARING_INFO_POOL
+);
 
-/// One clone notification: a child domain waiting for its Dom0 devices.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XenCloneEntry {
-    /// [`XEN_CLONE_ABI_VERSION`].
-    pub version: u32,
-    /// `XEN_CLONE_ENTRY_*` flags.
-    pub flags: u32,
-    /// The hypervisor's notification id; the key for completion.
-    pub id: u32,
-    /// Domain id of the parent.
-    pub parent_domid: u16,
-    /// Domain id of the child (created paused).
-    pub child_domid: u16,
-    /// MFN of the parent's start_info page.
-    pub parent_start_info_mfn: u64,
-    /// MFN of the child's start_info page.
-    pub child_start_info_mfn: u64,
-}
+/// A UAPI structure as bytes for `copy_to_user()`/`copy_from_user()`.
+#[repr(transparent)]
+pub(crate) struct Uapi<T>(pub(crate) T);
 
-/// Argument of [`XEN_CLONE_IOC_COMPLETE`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XenCloneComplete {
-    /// [`XenCloneEntry::id`] of the entry being completed.
-    pub id: u32,
-    /// Reserved, must be zero (`EINVAL` otherwise).
-    pub flags: u32,
-}
+// SAFETY: `struct xen_clone_entry` has only integer fields and no padding: its size is the sum of
+// its fields' sizes (checked below).
+unsafe impl AsBytes for Uapi<XenCloneEntry> {}
+// SAFETY: `struct xen_clone_info` and the embedded `struct xen_clone_counters` have only integer
+// fields and no padding (checked below).
+unsafe impl AsBytes for Uapi<XenCloneInfo> {}
+// SAFETY: `struct xen_clone_complete` has two `__u32` fields; every bit pattern is valid.
+unsafe impl FromBytes for Uapi<XenCloneComplete> {}
 
-/// Event counters, monotonically increasing since module load.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XenCloneCounters {
-    /// Entries consumed from the hypervisor ring.
-    pub notifications: u64,
-    /// Completions forwarded to the hypervisor on behalf of userspace.
-    pub completions: u64,
-    /// Entries delivered again after their reader released the file.
-    pub redeliveries: u64,
-    /// Entries completed by the module's no-consumer policy.
-    pub auto_completions: u64,
-    /// Times the ring was observed full (producer back-pressure).
-    pub ring_full: u64,
-    /// Completion requests for ids never handed out or already completed.
-    pub bad_ids: u64,
-    /// Ring header found inconsistent (`prod - cons > entries_num`).
-    pub ring_corruptions: u64,
-    /// Completions the hypervisor refused (each attempt).
-    pub hypervisor_errors: u64,
-    /// Entries released because the hypervisor refused their completion for
-    /// good (`ECANCELED`): their children stay paused.
-    pub rejected_completions: u64,
-    /// Auto-completed entries delivered to a reader.
-    pub auto_completed_reported: u64,
-}
-
-/// Result of [`XEN_CLONE_IOC_INFO`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct XenCloneInfo {
-    /// [`XEN_CLONE_ABI_VERSION`].
-    pub version: u32,
-    /// Ring size in 4 KiB pages (module parameter `ring_pages`).
-    pub ring_pages: u32,
-    /// Entries in the ring, as written by the hypervisor (a power of two).
-    pub entries_num: u64,
-    /// Flags passed to `CLONEOP_enable` (`XEN_CLONE_ENABLE_*`).
-    pub enable_flags: u64,
-    /// Producer index in the shared ring header.
-    pub prod_idx: u64,
-    /// Consumer index in the shared ring header.
-    pub cons_idx: u64,
-    /// Entries consumed from the ring but not yet read by userspace.
-    pub queued: u32,
-    /// Entries read by userspace and not yet completed.
-    pub outstanding: u32,
-    /// Seconds without a reader after which pending entries are completed
-    /// by the module (module parameter `orphan_timeout`; 0 = never).
-    pub orphan_timeout_secs: u32,
-    /// `XEN_CLONE_INFO_*` flags.
-    pub flags: u32,
-    /// Event counters.
-    pub counters: XenCloneCounters,
-}
-
-/// [`XenCloneInfo::flags`]: the module runs against its test-only simulated
-/// hypervisor (module parameter `simulate`), not Xen.
-pub const XEN_CLONE_INFO_SIMULATED: u32 = 1 << 0;
-
-/// `CLONEOP_enable` flag: reserve a page-sharing-info pool in the hypervisor.
-pub const XEN_CLONE_ENABLE_PAGE_SHARING_POOL: u64 = 0x1;
-
-/// ioctl type byte of `/dev/xen/clone`.
-pub const XEN_CLONE_IOC_MAGIC: u32 = 0xC1;
-
-const IOC_WRITE: u32 = 1;
-const IOC_READ: u32 = 2;
-
-/// Linux `_IOC()` for the asm-generic layout (x86).
-pub const fn xen_clone_ioc(dir: u32, nr: u32, size: usize) -> u32 {
-    (dir << 30) | ((size as u32) << 16) | (XEN_CLONE_IOC_MAGIC << 8) | nr
-}
-
-/// `_IOW(0xC1, 1, struct XenCloneComplete)`: complete one entry by id.
-///
-/// Errors: `ENOENT` the id was never handed out by this device (or is not
-/// outstanding); `EALREADY` the id was already completed (also by the module:
-/// [`XEN_CLONE_ENTRY_AUTO_COMPLETED`]); `EINVAL` nonzero `flags`; `EPERM`
-/// without `CAP_SYS_ADMIN`; `EAGAIN` the hypervisor refused the completion
-/// (`-EINVAL`: the id is not in its completion ring yet) and the entry stays
-/// outstanding: retry later; `ECANCELED` the hypervisor refused it for good
-/// (still `-EINVAL` after the module's grace period, or any other error): the
-/// entry is released, its child stays paused.
-pub const XEN_CLONE_IOC_COMPLETE: u32 =
-    xen_clone_ioc(IOC_WRITE, 1, core::mem::size_of::<XenCloneComplete>());
-
-/// `_IOR(0xC1, 2, struct XenCloneInfo)`: ring geometry and counters.
-pub const XEN_CLONE_IOC_INFO: u32 =
-    xen_clone_ioc(IOC_READ, 2, core::mem::size_of::<XenCloneInfo>());
-
-// Layout checks, evaluated at compile time on both sides.
-const _: () = assert!(core::mem::size_of::<XenCloneEntry>() == 32);
-const _: () = assert!(core::mem::align_of::<XenCloneEntry>() == 8);
-const _: () = assert!(core::mem::size_of::<XenCloneComplete>() == 8);
-const _: () = assert!(core::mem::size_of::<XenCloneCounters>() == 80);
-const _: () = assert!(core::mem::size_of::<XenCloneInfo>() == 56 + 80);
+// No padding anywhere (the impls above rely on it), and the layout userspace is told about.
+const _: () = {
+    assert!(size_of::<XenCloneEntry>() == 32 && align_of::<XenCloneEntry>() == 8);
+    assert!(offset_of!(XenCloneEntry, id) == 8);
+    assert!(offset_of!(XenCloneEntry, child_domid) == 14);
+    assert!(offset_of!(XenCloneEntry, parent_start_info_mfn) == 16);
+    assert!(offset_of!(XenCloneEntry, child_start_info_mfn) == 24);
+    assert!(size_of::<XenCloneComplete>() == 8);
+    assert!(size_of::<XenCloneCounters>() == 10 * 8);
+    assert!(size_of::<XenCloneInfo>() == 2 * 4 + 4 * 8 + 4 * 4 + 10 * 8);
+    assert!(offset_of!(XenCloneInfo, counters) == 56);
+};

@@ -4,30 +4,39 @@
 
 use crate::abi::XenCloneEntry;
 use crate::abi::{
-    XenCloneComplete, XenCloneCounters, XenCloneInfo, XEN_CLONE_ABI_VERSION,
+    Uapi, XenCloneComplete, XenCloneCounters, XenCloneInfo, XEN_CLONE_ABI_VERSION,
     XEN_CLONE_ENABLE_PAGE_SHARING_POOL, XEN_CLONE_ENTRY_AUTO_COMPLETED,
     XEN_CLONE_ENTRY_REDELIVERED, XEN_CLONE_INFO_SIMULATED, XEN_CLONE_IOC_COMPLETE,
     XEN_CLONE_IOC_INFO,
 };
-use crate::ffi::{self, ModuleRef, RingMem, POLL_READABLE};
-use crate::hv::{Backend, Hypervisor};
+use crate::ffi::{ModuleRef, RingMem, POLL_READABLE};
+use crate::hv::Hypervisor;
 use crate::ring::{check_entries_num, entries_for_pages, Consumer};
 use crate::tracker::Tracker;
 use core::mem::size_of;
 use kernel::{
     fmt,
-    fs::{file::flags::O_NONBLOCK, File},
+    fs::File,
+    iov::IovIterDest,
     new_mutex, new_poll_condvar,
     prelude::*,
     seq_file::SeqFile,
     seq_print,
+    sync::atomic::{Acquire, Atomic, Release},
     sync::{
         poll::{PollCondVar, PollTable},
         Arc, Mutex,
     },
-    time::{Instant, Monotonic},
-    uaccess::{UserPtr, UserSlice, UserSliceWriter},
+    time::{msecs_to_jiffies, Instant, Monotonic},
+    transmute::AsBytes,
+    uaccess::{UserPtr, UserSlice},
+    workqueue::{self, impl_has_delayed_work, new_delayed_work, DelayedWork, WorkItem},
 };
+
+/// Work item id of the drain.
+const DRAIN_WORK: u64 = 0;
+/// Work item id of the orphan check.
+const ORPHAN_WORK: u64 = 1;
 
 /// Passes of a drain before yielding (each pass re-reads `prod_idx`).
 const DRAIN_PASSES: u32 = 64;
@@ -223,9 +232,11 @@ struct State {
 ///   a parent waits for a completion (auto-completed entries waiting to be reported, which no
 ///   parent waits for, do not hold it).
 /// - `readers` is notified whenever entries become deliverable.
+/// - The work items are only queued while `works_live` is set (between [`Device::start_works`]
+///   and [`Device::stop_works`]); after `stop_works` none runs or is queued again.
 #[pin_data]
-pub(crate) struct Device {
-    hv: Backend,
+pub(crate) struct Device<H: Hypervisor> {
+    hv: H,
     ring: Arc<RingMem>,
     cfg: Config,
     epoch: Instant<Monotonic>,
@@ -233,13 +244,45 @@ pub(crate) struct Device {
     state: Mutex<State>,
     #[pin]
     readers: PollCondVar,
+    /// Drains the ring in process context (kicked by `VIRQ_CLONED`).
+    #[pin]
+    drain_work: DelayedWork<Device<H>, DRAIN_WORK>,
+    /// Runs the orphan policy when the oldest queued entry is due.
+    #[pin]
+    orphan_work: DelayedWork<Device<H>, ORPHAN_WORK>,
+    /// The work items may be queued.
+    works_live: Atomic<bool>,
 }
 
-impl Device {
+impl_has_delayed_work! {
+    impl{H: Hypervisor} HasDelayedWork<Device<H>, DRAIN_WORK> for Device<H> { self.drain_work }
+}
+
+impl_has_delayed_work! {
+    impl{H: Hypervisor} HasDelayedWork<Device<H>, ORPHAN_WORK> for Device<H> { self.orphan_work }
+}
+
+impl<H: Hypervisor> WorkItem<DRAIN_WORK> for Device<H> {
+    type Pointer = Arc<Self>;
+
+    fn run(this: Arc<Self>) {
+        this.drain();
+    }
+}
+
+impl<H: Hypervisor> WorkItem<ORPHAN_WORK> for Device<H> {
+    type Pointer = Arc<Self>;
+
+    fn run(this: Arc<Self>) {
+        this.orphan_check();
+    }
+}
+
+impl<H: Hypervisor> Device<H> {
     /// A device for `ring` (not yet enabled); allocates all its bookkeeping up front (the
     /// tracker at its full size), so that nothing can fail for lack of memory once the
     /// hypervisor writes the ring.
-    pub(crate) fn new(hv: Backend, ring: Arc<RingMem>, cfg: Config) -> Result<Arc<Self>> {
+    pub(crate) fn new(hv: H, ring: Arc<RingMem>, cfg: Config) -> Result<Arc<Self>> {
         // Twice the ring: entries consumed but not completed leave the ring.
         let tracker = Tracker::new(2 * crate::ring::entries_for_pages(cfg.ring_pages), 0)?;
         Arc::pin_init(
@@ -260,16 +303,51 @@ impl Device {
                     auto_dropped_reported: 0,
                 }),
                 readers <- new_poll_condvar!("xen_clone_dev::readers"),
+                drain_work <- new_delayed_work!("xen_clone_dev::drain"),
+                orphan_work <- new_delayed_work!("xen_clone_dev::orphan"),
+                works_live: Atomic::new(false),
             }),
             GFP_KERNEL,
         )
     }
 
-    /// The hypervisor backend.
-    pub(crate) fn hv(&self) -> &Backend {
+    #[cfg(xen_clone_sim)]
+    /// The hypervisor.
+    pub(crate) fn hv(&self) -> &H {
         &self.hv
     }
 
+    /// Lets the work items run (the device is published: VIRQ, misc device).
+    pub(crate) fn start_works(&self) {
+        self.works_live.store(true, Release);
+    }
+
+    /// Stops the work items: none runs or is queued after this returns.
+    pub(crate) fn stop_works(this: &Arc<Self>) {
+        this.works_live.store(false, Release);
+        DelayedWork::<Self, DRAIN_WORK>::disable_sync(this);
+        DelayedWork::<Self, ORPHAN_WORK>::disable_sync(this);
+    }
+
+    /// Schedules a drain of the ring in process context (what the VIRQ handler does); callable
+    /// from any context. Does nothing unless the works are started.
+    pub(crate) fn kick_drain(self: &Arc<Self>) {
+        if self.works_live.load(Acquire) {
+            // Already queued (it drains everything), or stopped: nothing to do either way.
+            let _ = workqueue::system_unbound().enqueue_delayed::<_, DRAIN_WORK>(self.clone(), 0);
+        }
+    }
+
+    /// Arms the orphan check to run in `delay_ms` milliseconds, unless it is queued already (it
+    /// then runs earlier and re-arms itself for what is not due yet).
+    fn schedule_orphan_check(self: &Arc<Self>, delay_ms: u32) {
+        if self.works_live.load(Acquire) {
+            let _ = workqueue::system_unbound()
+                .enqueue_delayed::<_, ORPHAN_WORK>(self.clone(), msecs_to_jiffies(delay_ms));
+        }
+    }
+
+    #[cfg(xen_clone_sim)]
     /// The ring memory.
     pub(crate) fn ring(&self) -> &Arc<RingMem> {
         &self.ring
@@ -354,7 +432,7 @@ impl Device {
     }
 
     /// Drains the ring until it is empty (called on every VIRQ, after enable and on open).
-    pub(crate) fn drain(&self) {
+    pub(crate) fn drain(self: &Arc<Self>) {
         let mut g = self.state.lock();
         if g.stopped {
             return;
@@ -439,14 +517,14 @@ impl Device {
     }
 
     /// Arms the orphan check for the earliest queued entry, if the policy is on.
-    fn arm_orphan_check(&self, g: &mut State) {
+    fn arm_orphan_check(self: &Arc<Self>, g: &mut State) {
         let timeout_ms = u64::from(self.cfg.orphan_timeout_s) * 1000;
         if timeout_ms == 0 || g.open || g.stopped {
             return;
         }
         let (_, next) = g.tracker.due_orphans(self.now_ms(), timeout_ms, &mut []);
         if let Some(left) = next {
-            ffi::schedule_orphan_check(u32::try_from(left).unwrap_or(u32::MAX));
+            self.schedule_orphan_check(u32::try_from(left).unwrap_or(u32::MAX));
         }
     }
 
@@ -454,7 +532,7 @@ impl Device {
     /// opener, so that no parent stays blocked forever. They stay queued, flagged
     /// [`XEN_CLONE_ENTRY_AUTO_COMPLETED`], for the next reader. A completion the hypervisor
     /// refuses is retried like one from userspace (see [`Device::complete`]).
-    pub(crate) fn orphan_check(&self) {
+    pub(crate) fn orphan_check(self: &Arc<Self>) {
         let timeout_ms = u64::from(self.cfg.orphan_timeout_s) * 1000;
         let mut g = self.state.lock();
         if timeout_ms == 0 || g.open || g.stopped {
@@ -493,7 +571,7 @@ impl Device {
                     (n, false) => n,
                 };
                 if let Some(left) = left {
-                    ffi::schedule_orphan_check(u32::try_from(left).unwrap_or(u32::MAX));
+                    self.schedule_orphan_check(u32::try_from(left).unwrap_or(u32::MAX));
                 }
                 break;
             }
@@ -510,13 +588,13 @@ impl Device {
         }
         self.update_module_ref(&mut g);
         if self.hv.has_backlog() {
-            ffi::kick_drain();
+            self.kick_drain();
         }
     }
 
     /// Open: exclusive, `CAP_SYS_ADMIN` only; drains once.
     pub(crate) fn open(this: &Arc<Self>, _file: &File) -> Result {
-        if !ffi::capable_sys_admin() {
+        if !crate::ffi::capable_sys_admin() {
             return Err(EPERM);
         }
         {
@@ -535,7 +613,7 @@ impl Device {
 
     /// Release: entries handed out and not completed go back to the queue, redelivered first
     /// to the next opener; the orphan clock starts.
-    pub(crate) fn release(&self) {
+    pub(crate) fn release(self: &Arc<Self>) {
         let mut g = self.state.lock();
         g.open = false;
         let n = g.tracker.release_all(self.now_ms());
@@ -548,11 +626,19 @@ impl Device {
         self.arm_orphan_check(&mut g);
     }
 
-    /// `read()`: whole [`XenCloneEntry`] records.
-    pub(crate) fn read(&self, file: &File, mut out: UserSliceWriter) -> Result<usize> {
-        let max = out.len() / size_of::<XenCloneEntry>();
-        let nonblock = file.flags() & O_NONBLOCK != 0;
-        self.read_entries(nonblock, max, |e| out.write(e))
+    /// `read()`: whole [`XenCloneEntry`] records; `nonblock`: `EAGAIN` rather than waiting for
+    /// the first one.
+    pub(crate) fn read(&self, nonblock: bool, out: &mut IovIterDest<'_>) -> Result<usize> {
+        const SZ: usize = size_of::<XenCloneEntry>();
+        let max = out.len() / SZ;
+        self.read_entries(nonblock, max, |e| {
+            let rec = Uapi(*e);
+            if out.copy_to_iter(rec.as_bytes()) == SZ {
+                Ok(())
+            } else {
+                Err(EFAULT)
+            }
+        })
     }
 
     /// Hands up to `max` deliverable entries, oldest first, to `copy` (the copy to the
@@ -649,13 +735,13 @@ impl Device {
     }
 
     /// Test helper: whether the device holds its module reference.
-    #[cfg(CONFIG_KUNIT = "y")]
+    #[cfg(xen_clone_sim)]
     pub(crate) fn holds_module_ref(&self) -> bool {
         self.state.lock().module_ref.is_some()
     }
 
     /// Test helper: whether the device lock is free right now.
-    #[cfg(CONFIG_KUNIT = "y")]
+    #[cfg(xen_clone_sim)]
     pub(crate) fn lock_is_free(&self) -> bool {
         self.state.try_lock().is_some()
     }
@@ -671,16 +757,16 @@ impl Device {
     }
 
     /// `ioctl()`.
-    pub(crate) fn ioctl(&self, cmd: u32, arg: usize) -> Result<isize> {
-        if !ffi::capable_sys_admin() {
+    pub(crate) fn ioctl(self: &Arc<Self>, cmd: u32, arg: usize) -> Result<isize> {
+        if !crate::ffi::capable_sys_admin() {
             return Err(EPERM);
         }
         match cmd {
             XEN_CLONE_IOC_COMPLETE => {
-                let c: XenCloneComplete =
+                let Uapi(c) =
                     UserSlice::new(UserPtr::from_addr(arg), size_of::<XenCloneComplete>())
                         .reader()
-                        .read()?;
+                        .read::<Uapi<XenCloneComplete>>()?;
                 if c.flags != 0 {
                     return Err(EINVAL);
                 }
@@ -691,7 +777,7 @@ impl Device {
                 let info = self.info();
                 UserSlice::new(UserPtr::from_addr(arg), size_of::<XenCloneInfo>())
                     .writer()
-                    .write(&info)?;
+                    .write(&Uapi(info))?;
                 Ok(0)
             }
             _ => Err(ENOTTY),
@@ -732,7 +818,7 @@ impl Device {
 
     /// Completes a handed-out entry by id, forwarding to the hypervisor. See
     /// [`Device::refused`] for `EAGAIN` and `ECANCELED`.
-    pub(crate) fn complete(&self, id: u32) -> Result {
+    pub(crate) fn complete(self: &Arc<Self>, id: u32) -> Result {
         let mut g = self.state.lock();
         if g.stopped {
             return Err(ENODEV);
@@ -752,7 +838,7 @@ impl Device {
         self.update_module_ref(&mut g);
         drop(g);
         if self.hv.has_backlog() {
-            ffi::kick_drain();
+            self.kick_drain();
         }
         Ok(())
     }
@@ -770,7 +856,7 @@ impl Device {
             queued: g.tracker.queued(),
             outstanding: g.tracker.outstanding(),
             orphan_timeout_secs: self.cfg.orphan_timeout_s,
-            flags: if self.hv.sim().is_some() {
+            flags: if H::SIMULATED {
                 XEN_CLONE_INFO_SIMULATED
             } else {
                 0

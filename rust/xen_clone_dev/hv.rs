@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The hypervisor interface the device needs, with the real implementation (Xen, through the
-//! C shim) and the choice between it and the simulated one.
+//! The hypervisor interface the device needs.
+//!
+//! The device is generic over it: the module users load runs on Nephele's Xen (`nephele.rs`,
+//! `XenHv`); the test-only module `xen_clone_sim` and its KUnit suites run on the simulated
+//! hypervisor of `sim.rs`, which is not part of the production module at all.
 
-use crate::ffi::{self, RingMem};
-use crate::sim::SimHv;
+use crate::ffi::RingMem;
 use kernel::{prelude::*, sync::Arc};
 
-/// The three clone operations the device issues.
-pub(crate) trait Hypervisor {
+/// The clone operations the device issues.
+pub(crate) trait Hypervisor: Send + Sync + 'static {
+    /// Whether this is a simulation (reported in `XEN_CLONE_IOC_INFO`).
+    const SIMULATED: bool = false;
+
     /// `CLONEOP_enable`: the hypervisor starts producing into `ring`, after writing
     /// `entries_num` and zeroing both indices.
     fn enable(&self, ring: &Arc<RingMem>, flags: u64) -> Result;
@@ -17,80 +22,16 @@ pub(crate) trait Hypervisor {
     fn disable(&self) -> Result;
     /// `CLONEOP_clone_completion`: entry `id` is done; `EINVAL` if it is not outstanding.
     fn complete(&self, id: u32) -> Result;
-}
 
-/// Nephele's Xen, via hypercall 43.
-pub(crate) struct XenHv;
-
-impl Hypervisor for XenHv {
-    fn enable(&self, ring: &Arc<RingMem>, flags: u64) -> Result {
-        ffi::clone_op_enable(ring, flags)
+    /// Lets parents that are not asleep run their clone hypercall on, as a hypervisor does on
+    /// its own; returns how many entries that wrote. Only a simulation needs this.
+    fn pump(&self) -> u64 {
+        0
     }
 
-    fn disable(&self) -> Result {
-        ffi::clone_op_disable()
-    }
-
-    fn complete(&self, id: u32) -> Result {
-        ffi::clone_op_complete(id)
-    }
-}
-
-/// The hypervisor the device runs against.
-pub(crate) enum Backend {
-    /// The real one.
-    Xen(XenHv),
-    /// The test-only simulation (module parameter `simulate`).
-    Sim(Arc<SimHv>),
-}
-
-impl Backend {
-    /// The simulated hypervisor, if that is what runs.
-    pub(crate) fn sim(&self) -> Option<&Arc<SimHv>> {
-        match self {
-            Backend::Xen(_) => None,
-            Backend::Sim(s) => Some(s),
-        }
-    }
-
-    /// Lets the simulated hypervisor's parents that are not asleep run their clone hypercall on
-    /// (what Xen does in its hypercall continuations). Returns how many entries it wrote.
-    pub(crate) fn pump(&self) -> u64 {
-        match self {
-            Backend::Xen(_) => 0,
-            Backend::Sim(s) => s.pump(),
-        }
-    }
-
-    /// Whether a parent of the simulated hypervisor is in its clone hypercall (a completion may
-    /// let it write more notifications).
-    pub(crate) fn has_backlog(&self) -> bool {
-        match self {
-            Backend::Xen(_) => false,
-            Backend::Sim(s) => s.parents_waiting() > 0,
-        }
-    }
-}
-
-impl Hypervisor for Backend {
-    fn enable(&self, ring: &Arc<RingMem>, flags: u64) -> Result {
-        match self {
-            Backend::Xen(x) => x.enable(ring, flags),
-            Backend::Sim(s) => s.enable(ring, flags),
-        }
-    }
-
-    fn disable(&self) -> Result {
-        match self {
-            Backend::Xen(x) => x.disable(),
-            Backend::Sim(s) => s.disable(),
-        }
-    }
-
-    fn complete(&self, id: u32) -> Result {
-        match self {
-            Backend::Xen(x) => x.complete(id),
-            Backend::Sim(s) => s.complete(id),
-        }
+    /// Whether a parent is in its clone hypercall with children still to notify (a completion
+    /// may let it write more notifications). Only a simulation needs this.
+    fn has_backlog(&self) -> bool {
+        false
     }
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Ring logic over [`RingMem`]: the consumer (this driver's side) and a producer (the
-//! hypervisor's side, used by the simulated hypervisor and the tests).
+//! Ring logic over [`RingMem`]: the consumer (this driver's side) and, in the test-only module,
+//! a producer (the hypervisor's side, used by the simulated hypervisor and the tests).
 //!
 //! Protocol (Nephele's `clone_notification` ring; nephele-dom0.md §2.1, §7): the producer
 //! fills the entry at `prod & (N - 1)` and then publishes `prod + 1`; the ring is full when
@@ -94,13 +94,13 @@ impl Consumer {
     }
 
     /// Whether [`Consumer::fence`] was called.
-    #[cfg(CONFIG_KUNIT = "y")]
+    #[cfg(xen_clone_sim)]
     pub(crate) fn is_fenced(&self) -> bool {
         self.fenced
     }
 
     /// Entries published and not consumed yet, or `None` if the header is inconsistent.
-    #[cfg(CONFIG_KUNIT = "y")]
+    #[cfg(xen_clone_sim)]
     pub(crate) fn pending(&self, ring: &RingMem) -> Option<u64> {
         let avail = ring.prod_acquire().wrapping_sub(self.cons);
         (avail <= self.n).then_some(avail)
@@ -111,6 +111,7 @@ impl Consumer {
         self.n
     }
 
+    #[cfg(xen_clone_sim)]
     /// Next index to consume.
     pub(crate) fn cons(&self) -> u64 {
         self.cons
@@ -175,6 +176,7 @@ impl Consumer {
 }
 
 /// Why a producer could not add an entry.
+#[cfg(xen_clone_sim)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ProduceError {
     /// `prod - cons >= N`: the ring is full.
@@ -183,6 +185,7 @@ pub(crate) enum ProduceError {
     Corrupt,
 }
 
+#[cfg(xen_clone_sim)]
 /// The producer side of the ring, as the hypervisor implements it (one producer at a time:
 /// the hypervisor holds a global lock; callers serialise).
 ///
@@ -195,6 +198,7 @@ pub(crate) struct Producer {
     prod: u64,
 }
 
+#[cfg(xen_clone_sim)]
 impl Producer {
     /// Initialises the header like `CLONEOP_enable` (`entries_num = n`, both indices `start`).
     pub(crate) fn enable(ring: &RingMem, n: u64, start: u64) -> Result<Self> {

@@ -1,4 +1,5 @@
-//! TEST ONLY: a simulated Nephele hypervisor (module parameter `simulate=1`).
+//! TEST ONLY: a simulated Nephele hypervisor, for the KUnit suites and the test-only module
+//! `xen_clone_sim`; not part of the module users load (`xen_clone_dev`).
 //!
 //! It produces into the same ring layout as Xen and follows Nephele's `xen/common/clone.c`
 //! (`do_clone_vms`, `notification_ring_add`, `completion_ring_add/_done/_wait/_purge_completed`):
@@ -432,19 +433,19 @@ impl SimHv {
     }
 
     /// Sets the test-only faults.
-    #[cfg(CONFIG_KUNIT = "y")]
+    #[cfg(xen_clone_sim)]
     pub(crate) fn set_faults(&self, faults: SimFaults) {
         self.inner.lock().faults = faults;
     }
 
     /// Whether the ring is enabled (the hypervisor may write its pages).
-    #[cfg(CONFIG_KUNIT = "y")]
+    #[cfg(xen_clone_sim)]
     pub(crate) fn is_enabled(&self) -> bool {
         self.inner.lock().enabled.is_some()
     }
 
     /// Whether the page-sharing pool exists.
-    #[cfg(CONFIG_KUNIT = "y")]
+    #[cfg(xen_clone_sim)]
     pub(crate) fn has_pool(&self) -> bool {
         self.inner.lock().pool
     }
@@ -617,5 +618,31 @@ impl Hypervisor for SimHv {
         // wake_up_one(): the parent sleeping on it runs on (and purges).
         Self::pump_locked(g);
         Ok(())
+    }
+}
+
+/// The device holds the simulated hypervisor through an [`Arc`], shared with its controls
+/// (debugfs, tests).
+impl Hypervisor for Arc<SimHv> {
+    const SIMULATED: bool = true;
+
+    fn enable(&self, ring: &Arc<RingMem>, flags: u64) -> Result {
+        SimHv::enable(self, ring, flags)
+    }
+
+    fn disable(&self) -> Result {
+        SimHv::disable(self)
+    }
+
+    fn complete(&self, id: u32) -> Result {
+        SimHv::complete(self, id)
+    }
+
+    fn pump(&self) -> u64 {
+        SimHv::pump(self)
+    }
+
+    fn has_backlog(&self) -> bool {
+        self.parents_waiting() > 0
     }
 }

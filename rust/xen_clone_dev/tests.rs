@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! KUnit suites (run at insmod when the kernel has `CONFIG_KUNIT=y`).
+//! KUnit suites of the test-only module `xen_clone_sim` (run when it is loaded).
 //!
 //! The producer side is simulated with [`Producer`] over real ring pages, including a
 //! concurrent producer on a workqueue while the test consumes.
@@ -705,8 +705,9 @@ mod device_tests {
     };
     use crate::device::{Config, Device, EnableError, Enabled};
     use crate::ffi::RingMem;
-    use crate::hv::{Backend, Hypervisor};
+    use crate::hv::Hypervisor;
     use crate::sim::{SimFaults, SimHv};
+    use crate::SimDevice;
     use kernel::{
         prelude::*,
         str::CString,
@@ -722,7 +723,7 @@ mod device_tests {
         cfg_pages: u32,
         enable_flags: u64,
         orphan_timeout_s: u32,
-    ) -> Result<Arc<Device>> {
+    ) -> Result<Arc<SimDevice>> {
         let ring = Arc::new(RingMem::alloc(ring_pages)?, GFP_KERNEL)?;
         let cfg = Config {
             ring_pages: cfg_pages,
@@ -730,16 +731,16 @@ mod device_tests {
             orphan_timeout_s,
             reject_grace_ms: 200,
         };
-        Device::new(Backend::Sim(sim.clone()), ring, cfg)
+        Device::new(sim.clone(), ring, cfg)
     }
 
-    fn new_device(orphan_timeout_s: u32) -> Result<(Arc<SimHv>, Arc<Device>)> {
+    fn new_device(orphan_timeout_s: u32) -> Result<(Arc<SimHv>, Arc<SimDevice>)> {
         let sim = SimHv::new(0)?;
         let dev = new_device_with(&sim, 1, 1, 0, orphan_timeout_s)?;
         Ok((sim, dev))
     }
 
-    fn entries_num(dev: &Device) -> Result<u64, EnableError> {
+    fn entries_num(dev: &SimDevice) -> Result<u64, EnableError> {
         dev.enable().map(|e| e.entries_num)
     }
 
@@ -753,7 +754,7 @@ mod device_tests {
     }
 
     /// Reads up to `max` entries without blocking into `out`; returns how many.
-    fn read_n(dev: &Device, max: usize, out: &mut KVec<XenCloneEntry>) -> Result<usize> {
+    fn read_n(dev: &SimDevice, max: usize, out: &mut KVec<XenCloneEntry>) -> Result<usize> {
         let n = dev.read_entries(true, max, |e| {
             out.push(*e, GFP_KERNEL)?;
             Ok(())

@@ -84,7 +84,7 @@ impl From<LookupError> for Error {
 }
 
 /// An entry that may be handed to a reader.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub(crate) struct Deliverable {
     /// Its index.
     pub(crate) idx: u64,
@@ -184,6 +184,7 @@ impl Tracker {
         self.outstanding
     }
 
+    #[cfg(xen_clone_sim)]
     /// Whether nothing is pending (all consumed entries completed).
     pub(crate) fn is_idle(&self) -> bool {
         self.base == self.next

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Plain QEMU (no Xen) boot of the test kernel: runs the KUnit suites of our
-# modules and the userspace checks of /dev/xen/clone in simulate mode.
+# modules and the userspace checks of /dev/xen/clone on the test-only
+# simulated hypervisor (module xen_clone_sim).
 # Writes $XC_RESULTS/kunit/{serial.log,result.json}; exits non-zero on failure.
 . "$(dirname "$0")/../../scripts/lib.sh"
 . "$XC_ROOT/tests/lib/initramfs.sh"

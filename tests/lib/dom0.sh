@@ -31,6 +31,10 @@ xc_dom0_base() {
 	fi
 	make -s -C "$XC_ROOT" install DESTDIR="$d" KDIR="$kdir" PREFIX=/usr >/dev/null ||
 		die "make install DESTDIR=$d failed"
+	# The test-only module (simulated hypervisor) is never installed by make
+	# install; the fault suite loads it by path.
+	install -m644 "$XC_ROOT/rust/xen_clone_dev/xen_clone_sim.ko" "$d/lib/modules/$kver/extra/" ||
+		die "rust/xen_clone_dev/xen_clone_sim.ko not built (a kernel with CONFIG_KUNIT)"
 	b=$XC_ROOT/userspace/target/release/clone-dev-check
 	[ -x "$b" ] && ir_add_bin "$d" "$b" /usr/local/bin/clone-dev-check
 	# Test tools, static (tests/xen/tools/), and extra binaries for diagnostics.

@@ -203,8 +203,9 @@ xc_fe_stayed_connected() { [ -s "/tmp/festate-$1-$2" ] && ! grep -qv '^4$' "/tmp
 # xc_nbc_stat KEY: a counter of /sys/kernel/debug/netback_clone/stats.
 xc_nbc_stat() { sed -n "s/^$1: //p" /sys/kernel/debug/netback_clone/stats; }
 
-# --- Fault suite (issue 7): /dev/xen/clone in simulate mode + xencloned ------
-# The simulated hypervisor of xen_clone_dev (simulate=1) is driven through
+# --- Fault suite (issue 7): /dev/xen/clone of xen_clone_sim + xencloned -------
+# The test-only module xen_clone_sim (/dev/xen/clone on a simulated
+# hypervisor, built from xen_clone_dev's sources) is driven through
 # debugfs; xencloned runs against it with --no-hypervisor and the real
 # xenstored of this Dom0.
 XC_XCD=/sys/kernel/debug/xen_clone
@@ -218,10 +219,10 @@ xc_sim_inject() { echo "$1 $2 ${3:-1}" >"$XC_XCD/sim_inject"; }
 # xc_sim_idle: nothing waiting in the simulated hypervisor (no blocked parent).
 xc_sim_idle() { [ "$(xc_sim waiting)" = 0 ] && [ "$(xc_sim backlog)" = 0 ]; }
 
-# xc_xcd_load PARAMS...: (re)load xen_clone_dev with simulate=1 and PARAMS.
+# xc_xcd_load PARAMS...: (re)load xen_clone_sim with PARAMS.
 xc_xcd_load() {
-	lsmod | grep -q '^xen_clone_dev ' && { rmmod xen_clone_dev || return 1; }
-	insmod "/lib/modules/$(uname -r)/extra/xen_clone_dev.ko" simulate=1 "$@"
+	lsmod | grep -q '^xen_clone_sim ' && { rmmod xen_clone_sim || return 1; }
+	insmod "/lib/modules/$(uname -r)/extra/xen_clone_sim.ko" "$@"
 }
 
 # xc_sim_parent DOMID [KEY VALUE]...: the smallest parent domain tree the

@@ -1,6 +1,6 @@
 # Fault and bad-input suite (issue 7), on the lockdep Dom0 kernel with the real
-# xenstored: xen_clone_dev runs against its test-only simulated hypervisor
-# (simulate=1), which records every completion (sim_status), and xencloned
+# xenstored: the test-only module xen_clone_sim (xen_clone_dev's sources on a
+# simulated hypervisor), which records every completion (sim_status), and xencloned
 # consumes it with --no-hypervisor -n (Xenstore + completion, no devices).
 # Cases (each asserts its outcome; the harness also fails the run on any
 # kernel WARNING/BUG/lockdep report):
@@ -114,8 +114,8 @@ orphan() {
 	a=$(( $(xc_xcd_counter auto_completions) - a0 ))
 	[ "$a" = 3 ] || { echo "auto_completions +$a, want 3"; return 1; }
 	[ "$(xc_sim double_completions)" = 0 ] && [ "$(xc_sim invalid_completions)" = 0 ] || return 1
-	dmesg | grep 'xen_clone_dev: no reader of /dev/xen/clone for 5s: auto-completed 3 clone' ||
+	dmesg | grep 'xen_clone_sim: no reader of /dev/xen/clone for 5s: auto-completed 3 clone' ||
 		{ echo "no dmesg line"; return 1; }
 }
 xc_check fault-orphan-policy orphan
-xc_check fault-unload rmmod xen_clone_dev
+xc_check fault-unload rmmod xen_clone_sim

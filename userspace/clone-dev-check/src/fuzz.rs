@@ -1,6 +1,6 @@
 //! `clone-dev-check --fuzz N [--seed S]`: bad-input fuzzing of `/dev/xen/clone`.
 //!
-//! N iterations of random operations on the device (module loaded with `simulate=1`):
+//! N iterations of random operations on the device (module `xen_clone_sim`):
 //! random ioctl numbers and arguments, `XEN_CLONE_IOC_COMPLETE` with random ids, flags and
 //! pointers, `XEN_CLONE_IOC_INFO` into bad pointers, reads of random sizes into valid and bad
 //! buffers, writes, mmap, `poll`, re-opens, garbage written to the simulator's `sim_inject`, and
@@ -60,11 +60,11 @@ enum Op {
     SimGarbage,
 }
 
-/// The errnos a failing `op` may return (abi.rs; VFS behaviour for write/mmap).
+/// The errnos a failing `op` may return (include/uapi/xen/clone.h; VFS behaviour for write/mmap).
 fn allowed(op: Op) -> &'static [i32] {
     match op {
         Op::UnknownIoctl => &[libc::ENOTTY],
-        // abi.rs, README: ENOENT never handed out, EALREADY completed, EINVAL flags, EAGAIN the
+        // clone.h, README: ENOENT never handed out, EALREADY completed, EINVAL flags, EAGAIN the
         // hypervisor does not accept it yet, ECANCELED it refused it for good; EFAULT bad
         // pointer. (An id read and not completed must still succeed: checked separately.)
         Op::Complete => &[
@@ -76,7 +76,7 @@ fn allowed(op: Op) -> &'static [i32] {
             libc::EFAULT,
         ],
         Op::Info => &[libc::EFAULT],
-        // abi.rs: EINVAL shorter than one entry, EAGAIN empty (O_NONBLOCK); EFAULT bad buffer.
+        // clone.h: EINVAL shorter than one entry, EAGAIN empty (O_NONBLOCK); EFAULT bad buffer.
         Op::Read => &[libc::EINVAL, libc::EAGAIN, libc::EFAULT],
         Op::Write => &[libc::EINVAL],
         Op::Mmap => &[libc::ENODEV],

@@ -1,4 +1,5 @@
-//! TAP checks of `/dev/xen/clone` against `xen_clone_dev` loaded with `simulate=1`.
+//! TAP checks of `/dev/xen/clone` against the test-only module `xen_clone_sim` (simulated
+//! hypervisor).
 //!
 //! Run as root inside the test VM. The simulated hypervisor is driven through debugfs
 //! (`/sys/kernel/debug/xen_clone/sim_inject`, `sim_status`). Prints `ok N - name` or
@@ -599,7 +600,7 @@ fn main() {
     let i0 = match info(&fd) {
         Ok(i) if i.flags & XEN_CLONE_INFO_SIMULATED != 0 => i,
         Ok(_) => {
-            println!("Bail out! the module is not in simulate mode (load it with simulate=1)");
+            println!("Bail out! the device is not on the simulated hypervisor (load xen_clone_sim)");
             std::process::exit(2);
         }
         Err(e) => {

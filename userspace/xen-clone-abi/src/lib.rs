@@ -1,11 +1,12 @@
 //! Userspace ABI of `/dev/xen/clone`.
 //!
-//! The definitions live in `rust/xen_clone_dev/abi.rs`, the one file shared
-//! with the kernel module; this crate only includes it and tests the layout
-//! from the userspace side.
+//! The ABI is defined in C, in the kernel's `include/uapi/xen/clone.h`
+//! (linux-patches/0006). This crate is its Rust binding: `src/abi.rs`, checked
+//! field by field and constant by constant against the header itself by
+//! `tests/c_layout.rs`, which fails if the two differ.
 #![no_std]
 
-include!("../../../rust/xen_clone_dev/abi.rs");
+include!("abi.rs");
 
 /// The size of one [`XenCloneEntry`] record as `read()` returns it.
 pub const XEN_CLONE_ENTRY_SIZE: usize = core::mem::size_of::<XenCloneEntry>();

@@ -116,7 +116,7 @@ pub trait Hypervisor {
 }
 
 /// No hypervisor access (`--no-hypervisor`, test setups such as the clone
-/// device's `simulate=1` mode): start_info reads as all-zero MFNs, so page
+/// test-only `xen_clone_sim` device): start_info reads as all-zero MFNs, so page
 /// copies, `XS_INTRODUCE` and MFN fix-ups are skipped; unpause is a no-op.
 /// Xenstore, console and vif cloning and completion run as usual.
 #[derive(Clone, Copy, Debug, Default)]
@@ -137,7 +137,7 @@ impl Hypervisor for NoHypervisor {
 
 pub const HYPERVISOR_DOMCTL: u64 = 36;
 /// `__HYPERVISOR_clone_op` of Nephele's Xen (`xen/include/public/xen.h`;
-/// also `rust/xen_clone_dev/shim.c`): `(unsigned int cmd, void *arg)`.
+/// also `HYPERVISOR_clone_op()` of linux-patches/0007): `(unsigned int cmd, void *arg)`.
 pub const HYPERVISOR_CLONE_OP: u64 = 43;
 /// `CLONEOP_disable` (Nephele's `xen/include/public/clone.h`): no argument
 /// (libxc passes NULL). 0 on success, `-EINVAL` if cloning is not enabled.

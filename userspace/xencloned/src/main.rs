@@ -127,7 +127,7 @@ struct RunArgs {
     log_level: LevelFilter,
     /// Testing aid: no hypervisor access (no privcmd). MFNs read as 0, so
     /// no page copies, no XS_INTRODUCE and no unpause; Xenstore, console,
-    /// vifs and completion run as usual. For the device's simulate=1 mode.
+    /// vifs and completion run as usual. For the test-only xen_clone_sim device.
     #[arg(long)]
     no_hypervisor: bool,
     /// No clone device: only adopt cloned vifs (backend `cloned=true`,

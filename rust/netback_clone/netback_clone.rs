@@ -31,10 +31,10 @@ use kernel::{
     time::{Instant, Monotonic},
 };
 
-mod ffi;
+mod netback;
 mod validate;
 
-use ffi::Backend;
+use netback::Backend;
 use validate::{check_port, Key, KeyError, Problem, Side, Store, Value};
 
 module! {
@@ -351,7 +351,7 @@ impl Store for NodeStore<'_, '_> {
             key,
             problem: Problem::NoMemory,
         })?;
-        ffi::xs_read(dir, &node).map_err(|errno| KeyError {
+        netback::xs_read(dir, &node).map_err(|errno| KeyError {
             key,
             problem: if errno == E2BIG.to_errno() {
                 Problem::Malformed("a shorter value")
@@ -382,7 +382,7 @@ impl Drop for VifGuard<'_, '_> {
 
 /// This domain's id (the peer every cloned port must be unbound toward).
 fn own_domid() -> u32 {
-    match ffi::xs_read(c"domid", c"") {
+    match netback::xs_read(c"domid", c"") {
         Ok(Some(v)) => validate::parse_u32(v.as_bytes()).unwrap_or(0),
         _ => 0,
     }
@@ -404,7 +404,12 @@ fn attach_steps(be: &Backend<'_>, cfg: &validate::CloneConfig) -> Result<Attache
     let mut ports = 0u32;
     cfg.for_each_port(|key, port| {
         ports += 1;
-        check_port(key, port, ffi::evtchn_status(fe_domid, port), self_domid)
+        check_port(
+            key,
+            port,
+            netback::evtchn_status(fe_domid, port),
+            self_domid,
+        )
     })?;
 
     let validated = Instant::<Monotonic>::now();
@@ -474,7 +479,7 @@ pub(crate) fn attach(be: &Backend<'_>) -> Result {
     let domid = be.otherend_id();
 
     let store = NodeStore { be };
-    let result = validate::validate(&store, ffi::max_queues())
+    let result = validate::validate(&store, netback::max_queues())
         .map_err(Failure::from)
         .and_then(|cfg| attach_steps(be, &cfg).map(|a| (cfg.handle, a)));
 
@@ -529,14 +534,14 @@ pub(crate) fn detach(be: &Backend<'_>) {
 
 struct NetbackClone {
     // Dropped in this order: no new attach, then the debugfs files.
-    _registration: ffi::Registration,
+    _registration: netback::Registration,
     _stats: Pin<KBox<File<()>>>,
     _attaches: Pin<KBox<File<()>>>,
     _dir: Dir,
 }
 
 impl kernel::Module for NetbackClone {
-    fn init(_module: &'static ThisModule) -> Result<Self> {
+    fn init(module: &'static ThisModule) -> Result<Self> {
         let dir = Dir::new(c"netback_clone");
         let stats = KBox::pin_init(
             dir.read_callback_file(c"stats", (), &|(): &(), f: &mut fmt::Formatter<'_>| {
@@ -550,10 +555,10 @@ impl kernel::Module for NetbackClone {
             }),
             GFP_KERNEL,
         )?;
-        let registration = ffi::Registration::new()?;
+        let registration = netback::Registration::new(module)?;
         pr_info!(
             "registered as netback's clone handler (max {} queues)\n",
-            ffi::max_queues()
+            netback::max_queues()
         );
         Ok(NetbackClone {
             _registration: registration,

@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What both modules built from these sources share: the configuration from the module
+//! parameters and the debugfs files.
+
+use crate::abi;
+use crate::device::{Config, Device};
+use crate::hv::Hypervisor;
+use kernel::{debugfs, prelude::*, sync::Arc};
+
+/// The configuration given by the module parameters.
+pub(crate) fn config() -> Result<Config> {
+    let cfg = Config {
+        ring_pages: crate::module_parameters::ring_pages.value(),
+        enable_flags: if crate::module_parameters::page_sharing_pool.value() {
+            abi::XEN_CLONE_ENABLE_PAGE_SHARING_POOL
+        } else {
+            0
+        },
+        orphan_timeout_s: crate::module_parameters::orphan_timeout.value(),
+        reject_grace_ms: crate::module_parameters::reject_grace
+            .value()
+            .saturating_mul(1000),
+    };
+    if !(1..=32).contains(&cfg.ring_pages) {
+        pr_err!("ring_pages={} is out of range 1..32\n", cfg.ring_pages);
+        return Err(EINVAL);
+    }
+    Ok(cfg)
+}
+
+/// A debugfs file of the device.
+pub(crate) type DebugfsFile<H> = Pin<KBox<debugfs::File<Arc<Device<H>>>>>;
+
+/// debugfs files (`/sys/kernel/debug/xen_clone/`); each holds a reference on the device.
+pub(crate) struct Debugfs<H: Hypervisor> {
+    _files: KVec<DebugfsFile<H>>,
+    _dir: debugfs::Dir,
+}
+
+impl<H: Hypervisor> Debugfs<H> {
+    /// `counters` and `state`, then what `more` adds.
+    pub(crate) fn new(
+        device: &Arc<Device<H>>,
+        more: impl FnOnce(&debugfs::Dir, &mut KVec<DebugfsFile<H>>) -> Result,
+    ) -> Result<Self> {
+        let dir = debugfs::Dir::new(c"xen_clone");
+        let mut files = KVec::new();
+        files.push(
+            KBox::pin_init(
+                dir.read_callback_file(c"counters", device.clone(), &|d: &Arc<Device<H>>, f| {
+                    d.fmt_counters(f)
+                }),
+                GFP_KERNEL,
+            )?,
+            GFP_KERNEL,
+        )?;
+        files.push(
+            KBox::pin_init(
+                dir.read_callback_file(c"state", device.clone(), &|d: &Arc<Device<H>>, f| {
+                    d.fmt_state(f)
+                }),
+                GFP_KERNEL,
+            )?,
+            GFP_KERNEL,
+        )?;
+        more(&dir, &mut files)?;
+        Ok(Self {
+            _files: files,
+            _dir: dir,
+        })
+    }
+}
