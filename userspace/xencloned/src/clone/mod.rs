@@ -53,6 +53,17 @@ pub struct Options {
     pub vif_timeout: Duration,
     /// Send an ARP request (gateway → guest) through each connected vif.
     pub garp: bool,
+    /// Benchmark only (`--bench-xs-floor`): per clone, only the requests no
+    /// `XS_CLONE` daemon can do without (the `XS_CLONE`s of the basic and
+    /// console trees and `XS_INTRODUCE`, pipelined), no page copy, no
+    /// fix-up, no vif, no unpause: the lowest Dom0 overhead of cloning
+    /// through `XS_CLONE`.
+    pub xs_floor: bool,
+    /// xenstored has answered an `XS_CLONE` of ours with success: later
+    /// clones pipeline all their requests (the first one goes alone, so a
+    /// daemon without `XS_CLONE` is found out before anything else is
+    /// sent; see [`xs_clone_items`]).
+    pub xs_clone_confirmed: bool,
 }
 
 impl Default for Options {
@@ -63,6 +74,8 @@ impl Default for Options {
             leave_paused: false,
             vif_timeout: Duration::from_millis(DEFAULT_VIF_TIMEOUT_MS),
             garp: false,
+            xs_floor: false,
+            xs_clone_confirmed: false,
         }
     }
 }
@@ -146,6 +159,9 @@ pub struct Clone {
     /// `XS_CLONE` destinations this clone asked for, in order (made, found
     /// made on a re-delivered entry, or failed): what [`rollback`] removes.
     pub xs_dests: Vec<XsDest>,
+    /// The completion went through (or the module had auto-completed the
+    /// entry): the child may be unpaused.
+    pub completed: bool,
 }
 
 /// One `XS_CLONE` destination of a clone.
@@ -167,6 +183,7 @@ impl Clone {
             error: None,
             phase: Phase::Cloning,
             xs_dests: Vec::new(),
+            completed: false,
         }
     }
 
@@ -371,19 +388,29 @@ fn run_stages(
         .start_info(c.child(), c.entry.child_start_info_mfn)
         .map_err(|e| c.err("child start_info", e))?;
     c.stage_done("child_start_info");
-    xenstore::copy_store_page(env, c, &parent, &child_si)?;
     if !io {
         tracing::debug!(child = c.child(), "I/O cloning skipped");
     }
-    if env.opts.mode == XsMode::XsClone && xenstore::clone_domain_xs(env, c, &parent, &child_si)? {
-        c.stage_done("xenstore");
-        console::clone_console(env, c, &parent, &child_si)?;
-        c.stage_done("console");
-        if io {
-            vif::clone_vifs(env, c, &parent)?;
-            c.stage_done("vif_xenstore");
+    if env.opts.mode == XsMode::XsClone {
+        // Both pages before any request: the child is introduced (and
+        // xenconsoled maps its console) by the last request of the
+        // pipeline.
+        if !env.opts.xs_floor {
+            xenstore::copy_store_page(env, c, &parent, &child_si)?;
+            console::copy_console_page(env, c, &parent, &child_si)?;
+            c.stage_done("pages");
         }
-        return Ok(());
+        if xenstore::clone_all_xs(env, c, &parent, &child_si, io)? {
+            c.stage_done("xenstore");
+            if io {
+                for v in &parent.vifs {
+                    vif::add_slot(env, c, v);
+                }
+            }
+            return Ok(());
+        }
+    } else {
+        xenstore::copy_store_page(env, c, &parent, &child_si)?;
     }
     // Deep copy: the child is introduced first (C xenstored refuses
     // permissions naming a domain it does not know), then every tree of the
@@ -472,7 +499,7 @@ pub fn xs_clone_items(
             ours,
         });
         match r {
-            Ok(()) => {}
+            Ok(()) => env.opts.xs_clone_confirmed = true,
             Err(e) if e.is_eexist() && redelivered => {
                 tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
             }
