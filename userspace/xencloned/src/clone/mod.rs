@@ -396,8 +396,7 @@ fn run_stages(
         // xenconsoled maps its console) by the last request of the
         // pipeline.
         if !env.opts.xs_floor {
-            xenstore::copy_store_page(env, c, &parent, &child_si)?;
-            console::copy_console_page(env, c, &parent, &child_si)?;
+            copy_ring_pages(env, c, &parent, &child_si)?;
             c.stage_done("pages");
         }
         if xenstore::clone_all_xs(env, c, &parent, &child_si, io)? {
@@ -440,6 +439,27 @@ fn run_stages(
         c.stage_done("vif_xenstore");
     }
     Ok(())
+}
+
+/// The parent's Xenstore and console ring pages (indices and pending
+/// data) into the child's, before xenstored and xenconsoled serve it: one
+/// mapping of each domain's pages.
+fn copy_ring_pages(
+    env: &mut Env<'_>,
+    c: &Clone,
+    parent: &ParentInfo,
+    child_si: &crate::hypervisor::StartInfo,
+) -> Result<(), CloneError> {
+    let mut pages = Vec::new();
+    if parent.start_info.store_mfn != 0 && child_si.store_mfn != 0 {
+        pages.push((parent.start_info.store_mfn, child_si.store_mfn));
+    }
+    if parent.has_console && parent.start_info.console_mfn != 0 && child_si.console_mfn != 0 {
+        pages.push((parent.start_info.console_mfn, child_si.console_mfn));
+    }
+    env.hv
+        .copy_pages(parent.domid, c.child(), &pages)
+        .map_err(|e| c.err("ring pages", e))
 }
 
 /// One subtree to clone.
