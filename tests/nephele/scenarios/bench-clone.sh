@@ -330,6 +330,10 @@ xb_seq() {
 	# the gaps between them), after the window closed.
 	xb_xs_slice "$(cat /tmp/xb.s0.xs)" "$(cat /tmp/xb.s2.xs)" | grep -vE ' (coalesce|w notfired) ' |
 		tail -n "${XB_TRACE_LINES:-60}" | cut -c1-160 | sed "s/^/XC-LOG xs-trace $XN_DAEMON: /"
+	# With vifs: netback_clone's own attach time of each (xenwatch thread),
+	# the kernel's part of the devices stage.
+	[ "$XB_VIF" = 1 ] && dmesg | grep -o 'vif[0-9.]*: attached to cloned frontend .*' | tail -n "$n" |
+		sed "s/^/XC-LOG nbc-attach $XN_DAEMON: /"
 	[ "$XB_VIF" = 0 ] && xb_window rest s1 s2 $((n - 1))
 	xb_cleanup "$_before"
 }
