@@ -10,7 +10,7 @@
 # one clone() per batch size.
 #
 #   bench/clone.sh OUTDIR [--forks N] [--batches "1 16 64"]
-#                         [--configs "oxenstored:0 oxenstored:1 cxenstored:0 cxenstored:1"]
+#                         [--configs "oxenstored:0:1,16,64:floor,xsfloor,ours,nephele oxenstored:1 cxenstored:0 cxenstored:1"]
 #                         [--daemons "floor ours nephele"] [--timeout SECONDS]
 #
 # A configuration may name its own batches and consumers (commas), e.g.
@@ -35,7 +35,8 @@
 
 out=${1:?usage: bench/clone.sh OUTDIR [--forks N] [--batches LIST] [--configs LIST] [--daemons LIST] [--timeout S]}
 shift
-forks=30 batches="1 16 64" configs="oxenstored:0 oxenstored:1 cxenstored:0 cxenstored:1"
+forks=30 batches="1 16 64"
+configs="oxenstored:0:1,16,64:floor,xsfloor,ours,nephele oxenstored:1 cxenstored:0 cxenstored:1"
 daemons="floor ours nephele" timeout_s=
 while [ $# -gt 0 ]; do
 	case $1 in
