@@ -49,7 +49,7 @@ KV = re.compile(r"(\w+)=(\S*)")
 SERIAL = re.compile(r"clone-(\w+)-vif(\d)-serial\.log$")
 CPU_KEYS = ("cpu_consumer", "cpu_xenstored", "cpu_kthreads", "cpu_irq", "cpu_softirq")
 CPU_ALL = CPU_KEYS + ("cpu_xenconsoled", "cpu_system", "cpu_user")
-CONSUMERS = ("floor", "ours", "nephele")
+CONSUMERS = ("floor", "ours", "nephele", "xsfloor")
 
 
 def kv(s):
@@ -122,10 +122,12 @@ def daemon_ms(recs, daemon, kind, n=None):
     return []
 
 
-def stages(recs, kind, n):
-    """Our daemon's mean stage times (ms) and mean latency over one window."""
+def stages(recs, kind, n, daemon="ours"):
+    """Our daemon's mean stage times (ms) and mean latency over one window
+    (daemon: ours or xsfloor, both xencloned; older logs name no daemon: ours)."""
     pair = {r.get("when"): r.get("stats") for r in recs
-            if r["tag"] == "STATS" and r.get("kind") == kind and r.get("n") == str(n)}
+            if r["tag"] == "STATS" and r.get("kind") == kind and r.get("n") == str(n)
+            and r.get("daemon", "ours") == daemon}
     a, b = pair.get("before"), pair.get("after")
     if not a or not b:
         return None, None
@@ -197,8 +199,8 @@ def consumer(recs, daemon, vif, batches):
         f, rest = window(recs, daemon, "first"), window(recs, daemon, "rest")
         seq["first_clone"] = per_clone(f, None, 1, idle)
         seq["rest_per_clone"] = per_clone(rest, None, rest.get("n"), idle) if rest else None
-    if daemon == "ours":
-        seq["stages_mean_ms"], seq["daemon_mean_ms"] = stages(recs, "seq", n)
+    if daemon in ("ours", "xsfloor"):
+        seq["stages_mean_ms"], seq["daemon_mean_ms"] = stages(recs, "seq", n, daemon)
     out = {"seq": seq, "batch": {}, "idle_window": idle, "idle_cpu": idle_rates(idle)}
     for b in batches:
         br = next((r for r in recs if r["tag"] == "BATCH" and r.get("daemon") == daemon and r.get("n") == str(b)), None)
@@ -208,8 +210,8 @@ def consumer(recs, daemon, vif, batches):
              "ms_per_child": rnd(num(br.get("ms")) / b, 2) if br and num(br.get("ms")) is not None else None,
              "daemon_ms": bd, "daemon_median_ms": rnd(pct(bd, 0.5), 2), "daemon_max_ms": rnd(max(bd), 2) if bd else None,
              "per_clone": per_clone(bw, base, b, idle), "window": bw}
-        if daemon == "ours":
-            e["stages_mean_ms"], e["daemon_mean_ms"] = stages(recs, "batch", b)
+        if daemon in ("ours", "xsfloor"):
+            e["stages_mean_ms"], e["daemon_mean_ms"] = stages(recs, "batch", b, daemon)
         if br and br.get("rc") not in ("0",):
             e["ms"] = None  # a failed clone() has no time worth comparing
         out["batch"][str(b)] = e
@@ -221,7 +223,7 @@ def compare(cfg):
     c = cfg["consumers"]
     fl = c.get("floor", {}).get("seq", {})
     res = {"overhead": {}, "ratio_ours_nephele": {}}
-    for d in ("ours", "nephele"):
+    for d in ("ours", "nephele", "xsfloor"):
         s = c.get(d, {}).get("seq")
         if not s:
             continue
@@ -250,6 +252,13 @@ def compare(cfg):
              "cpu_dom0_per_clone": ratio(pco.get("cpu_ms_dom0"), pcn.get("cpu_ms_dom0")),
              "cpu_dom0_over_floor_per_clone": ratio(oo.get("seq_cpu_dom0_ms"), on.get("seq_cpu_dom0_ms")),
              "batch": {}, "batch_overhead": {}}
+        # The XS_CLONE floor (xsfloor: only the mandatory requests) over
+        # Nephele's: the lowest overhead ratio any XS_CLONE daemon reaches.
+        ox = res["overhead"].get("xsfloor")
+        if ox:
+            r["xsfloor_overhead_median"] = ratio(ox["seq_median_ms"], on["seq_median_ms"])
+            r["xsfloor_xs_daemon_requests_per_clone"] = ratio(
+                (c["xsfloor"]["seq"].get("per_clone") or {}).get("xs_daemon"), pcn.get("xs_daemon"))
         for b in ours["batch"]:
             eo, en = ours["batch"][b], neph["batch"].get(b, {})
             r["batch"][b] = ratio(eo.get("ms"), en.get("ms"))

@@ -10,8 +10,12 @@
 # one clone() per batch size.
 #
 #   bench/clone.sh OUTDIR [--forks N] [--batches "1 16 64"]
-#                         [--configs "oxenstored:0 oxenstored:1 cxenstored:0 cxenstored:1"]
+#                         [--configs "oxenstored:0:1,16,64:floor,xsfloor,ours,nephele oxenstored:1 cxenstored:0 cxenstored:1"]
 #                         [--daemons "floor ours nephele"] [--timeout SECONDS]
+#
+# A configuration may name its own batches and consumers (commas), e.g.
+# --configs "oxenstored:0:1,16:floor,xsfloor,ours,nephele oxenstored:1:1,16,64"
+# (xsfloor: xencloned --bench-xs-floor, the XS_CLONE floor; oxenstored only).
 #
 # Needs the kernel, modules, userspace and Nephele's stack built
 # (scripts/build.sh). Writes OUTDIR/clone.json (per configuration and
@@ -31,7 +35,8 @@
 
 out=${1:?usage: bench/clone.sh OUTDIR [--forks N] [--batches LIST] [--configs LIST] [--daemons LIST] [--timeout S]}
 shift
-forks=30 batches="1 16 64" configs="oxenstored:0 oxenstored:1 cxenstored:0 cxenstored:1"
+forks=30 batches="1 16 64"
+configs="oxenstored:0:1,16,64:floor,xsfloor,ours,nephele oxenstored:1 cxenstored:0 cxenstored:1"
 daemons="floor ours nephele" timeout_s=
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -65,17 +70,21 @@ for e in "$XC_CACHE"/*; do
 	ln -sfn "$e" "$vmcache/${e##*/}"
 done
 
-sum=0; for b in $batches; do sum=$((sum + b)); done
 rc=0
 for c in $configs; do
-	xs=${c%:*} vif=${c#*:}
+	# XENSTORED:VIFS[:BATCHES[:CONSUMERS]], lists with commas.
+	IFS=: read -r xs vif cb cd <<<"$c"
+	batches_c=${cb:+$(echo "$cb" | tr ',' ' ')}; batches_c=${batches_c:-$batches}
+	daemons_c=${cd:+$(echo "$cd" | tr ',' ' ')}; daemons_c=${daemons_c:-$daemons}
+	sum=0; for b in $batches_c; do sum=$((sum + b)); done
 	case $vif in 0) scen=bench-clone ;; 1) scen=bench-clone-vif ;; *) die "bad config $c (XENSTORED:0|1)" ;; esac
 	# A deep copy on the C xenstored takes ~5-7 s per child under TCG, XS_CLONE
 	# ~0.5-2 s, and `xl destroy` of a child with a vif ~20 s (12 at a time):
 	# the budget is about twice that for every clone of the three consumers.
 	per=8; [ "$xs" = cxenstored ] && per=20
-	t=${timeout_s:-$((600 + 3 * per * (forks + sum)))}
-	log "=== clone bench: $xs, $vif vif(s), forks $forks, batches '$batches', consumers '$daemons' (timeout ${t}s)"
+	nd=$(echo $daemons_c | wc -w)
+	t=${timeout_s:-$((600 + nd * per * (forks + sum)))}
+	log "=== clone bench: $xs, $vif vif(s), forks $forks, batches '$batches_c', consumers '$daemons_c' (timeout ${t}s)"
 	# What was measured: the tree's commit and whether it had local changes,
 	# and the binaries that went into the image.
 	{
@@ -93,7 +102,7 @@ for c in $configs; do
 	sampler=$!
 	r=0
 	XC_CACHE=$vmcache XC_RESULTS=$results XC_DOM0_EXTRA_BINS="$floor" \
-		XC_DOM0_EXTRA="xc.bench_forks=$forks xc.bench_batches=$(echo $batches | tr ' ' ':') xc.bench_daemons=$(echo $daemons | tr ' ' ':')" \
+		XC_DOM0_EXTRA="xc.bench_forks=$forks xc.bench_batches=$(echo $batches_c | tr ' ' ':') xc.bench_daemons=$(echo $daemons_c | tr ' ' ':')" \
 		"$XC_ROOT/tests/nephele/run.sh" "$scen" "$xs" --timeout "$t" || r=$?
 	kill "$sampler" 2>/dev/null || true
 	[ $r = 0 ] || { log "clone bench $xs vif=$vif: boot failed or a check failed (rc $r)"; rc=1; }

@@ -34,7 +34,7 @@ def table(head, rows):
     lines += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
 
-CONSUMER_NAMES = {"floor": "floor", "ours": "ours", "nephele": "Nephele's"}
+CONSUMER_NAMES = {"floor": "floor", "ours": "ours", "nephele": "Nephele's", "xsfloor": "XS_CLONE floor"}
 
 
 def cfg_name(c):
@@ -64,14 +64,18 @@ def clone_section(cl):
                      rt(r.get("xs_requests_per_clone")), rt(r.get("xs_daemon_requests_per_clone")),
                      rt(r.get("cpu_dom0_per_clone")), rt(r.get("cpu_dom0_over_floor_per_clone")),
                      f"{rt(r['batch'].get(bmax))} (B={bmax})" if bmax else None,
-                     f"{rt(r['batch_overhead'].get(bmax))} (B={bmax})" if bmax else None])
+                     f"{rt(r['batch_overhead'].get(bmax))} (B={bmax})" if bmax else None,
+                     (ov.get("xsfloor") or {}).get("seq_median_ms"), rt(r.get("xsfloor_overhead_median"))])
     md += ["### Ratios ours / Nephele's per configuration", "",
            table(["configuration", "floor fork median ms", "ours overhead ms", "Nephele's overhead ms",
                   "overhead median", "overhead p90", "fork median", "Xenstore req/clone", "daemon's own req/clone",
                   "Dom0 CPU/clone", "Dom0 CPU/clone over floor",
-                  "batch time", "batch overhead"], rows),
+                  "batch time", "batch overhead", "XS_CLONE floor overhead ms", "XS_CLONE floor / Nephele's"], rows),
            "", "Overhead = fork() median (or p90) minus the floor's in the same boot; a ratio < 1 is ours "
-           "better. Batch ratios are for the largest batch of the run.", ""]
+           "better. Batch ratios are for the largest batch of the run. XS_CLONE floor: xencloned "
+           "--bench-xs-floor, only the requests no XS_CLONE daemon can do without (XS_CLONE of the basic and "
+           "console trees, XS_INTRODUCE, pipelined) and the completion, children left paused; its overhead over "
+           "Nephele's is the lowest ratio any XS_CLONE daemon can reach in that boot.", ""]
     # Sequential forks, per consumer.
     rows = []
     for c in cfgs:

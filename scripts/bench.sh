@@ -5,7 +5,10 @@
 #             clone at once), Xenstore requests and Dom0 CPU per clone, batch
 #             time against batch size; ours vs Nephele's C xencloned, on
 #             oxenstored (XS_CLONE) and the C xenstored (deep copy), 0 and
-#             1 vif, one boot per configuration (bench/clone.sh; 30-45 min
+#             1 vif, with the XS_CLONE floor (xencloned --bench-xs-floor:
+#             only the XS_CLONEs and XS_INTRODUCE no XS_CLONE daemon can do
+#             without) on oxenstored without vif, one boot per
+#             configuration (bench/clone.sh; 30-45 min
 #             per XS_CLONE configuration and more per deep-copy one with the
 #             default 30 forks and batches of 1, 16, 64 under TCG, about 3 h
 #             in all; options in XC_BENCH_CLONE_ARGS, e.g. "--forks 5

@@ -8,6 +8,10 @@
 #   ours     xen_clone_dev + netback_clone + xencloned with default flags
 #   nephele  Nephele's own C xencloned (-c; -c -d on the C xenstored), owning
 #            the ring itself, with netback_clone
+#   xsfloor  (optional, oxenstored) xencloned --bench-xs-floor: per clone only
+#            the requests no XS_CLONE daemon can do without (the XS_CLONEs of
+#            the basic and console trees + XS_INTRODUCE, pipelined), then the
+#            completion; children stay paused: the floor of XS_CLONE mode
 # it runs a series of sequential fork()s (median, p90) and one clone() of B
 # children per batch size B, each from a fresh parent, and measures per
 # series: the guest's fork()/clone() time, the Xenstore requests the
@@ -133,7 +137,7 @@ xb_mark() {
 	case $XN_DAEMON in
 	floor) wc -l </tmp/clone-floor.log ;;
 	nephele) wc -l </tmp/nephele-xencloned.log ;;
-	ours) tr -d '\n' </run/xencloned/stats.1.json 2>/dev/null | sed 's/, *"recent".*//; s/ \{2,\}/ /g' >/tmp/xb.$1.stats; echo 0 ;;
+	ours | xsfloor) tr -d '\n' </run/xencloned/stats.1.json 2>/dev/null | sed 's/, *"recent".*//; s/ \{2,\}/ /g' >/tmp/xb.$1.stats; echo 0 ;;
 	esac >/tmp/xb.$1.dlog
 	echo "$1 $(( $(xc_now_ms) - _m0 ))" >>/tmp/xb.marks
 }
@@ -156,23 +160,23 @@ xb_window() {
 		_v=$(sed -n "$(( $(cat /tmp/xb.$2.dlog) + 1 )),$(cat /tmp/xb.$3.dlog)p" /tmp/nephele-xencloned.log |
 			sed -n 's/.*clone completion domid=[0-9]* msec=\([0-9.]*\).*/\1/p' | tr '\n' ',' | sed 's/,$//')
 		echo "XC-BENCH-DAEMON kind=$1 daemon=nephele n=$4 ms=$_v" ;;
-	ours)
-		echo "XC-BENCH-STATS kind=$1 n=$4 when=before $(cat /tmp/xb.$2.stats)"
-		echo "XC-BENCH-STATS kind=$1 n=$4 when=after $(cat /tmp/xb.$3.stats)"
+	ours | xsfloor)
+		echo "XC-BENCH-STATS kind=$1 daemon=$XN_DAEMON n=$4 when=before $(cat /tmp/xb.$2.stats)"
+		echo "XC-BENCH-STATS kind=$1 daemon=$XN_DAEMON n=$4 when=after $(cat /tmp/xb.$3.stats)"
 		# Per clone: the stats file's recent list (the last 32), the window's
 		# part (windows that end with the series: seq, batch).
 		case $1 in seq | batch) ;; *) return 0 ;; esac
 		_k=$4; [ "$_k" -gt 32 ] && _k=32
 		_v=$(sed -n 's/.*"latency_ms": \([0-9.]*\), "stages_ms".*/\1/p' /run/xencloned/stats.1.json | tail -n "$_k" |
 			tr '\n' ',' | sed 's/,$//')
-		echo "XC-BENCH-DAEMON kind=$1 daemon=ours n=$4 ms=$_v" ;;
+		echo "XC-BENCH-DAEMON kind=$1 daemon=$XN_DAEMON n=$4 ms=$_v" ;;
 	esac
 }
 xb_consumer_pid() {
 	case $XN_DAEMON in
 	floor) cat /tmp/clone-floor.pid ;;
 	nephele) cat /tmp/nephele-xencloned.pid ;;
-	ours) xc_xencloned_pid 1 ;;
+	ours | xsfloor) xc_xencloned_pid 1 ;;
 	esac
 }
 
@@ -188,6 +192,7 @@ xb_start() {
 		xc_check floor-start xc_wait 10 grep -q 'clone-floor ready' /tmp/clone-floor.log
 		;;
 	ours) xn_setup ;;
+	xsfloor) xc_check xen-clone-dev-load xn_xcd_load && xc_check xencloned-start xc_xencloned_run 1 --bench-xs-floor ;;
 	nephele)
 		# The ring is Nephele's daemon's own: our module must let go of it.
 		if lsmod | grep -q '^xen_clone_dev '; then xc_check nephele-rmmod-ours rmmod xen_clone_dev || return 1; fi
@@ -206,6 +211,10 @@ xb_stop() {
 		xc_log "stats: $(tr -d '\n' </run/xencloned/stats.1.json | sed 's/"recent".*//')"
 		xn_finish >/tmp/xb.finish.log; grep -v '^XC-LOG xencloned.1: .* INFO ' /tmp/xb.finish.log
 		xc_check ours-rmmod xc_wait 10 rmmod xen_clone_dev ;;
+	xsfloor)
+		xc_log "stats: $(tr -d '\n' </run/xencloned/stats.1.json | sed 's/"recent".*//')"
+		xc_xencloned_finish 1 >/tmp/xb.finish.log; grep -v '^XC-LOG xencloned.1: .* INFO ' /tmp/xb.finish.log
+		xc_check xsfloor-rmmod xc_wait 10 rmmod xen_clone_dev ;;
 	nephele) xn_finish | grep -v 'XCF\|clone_destroy\|clone_io_done' | tail -n 20 ;;
 	esac
 }
@@ -243,7 +252,7 @@ xb_children_up() {
 # or two that competes with what is measured).
 xb_done_wait() {
 	XC_WAIT_S=1 xc_wait "$4" xn_console_has "$1" "$2" || return 1
-	[ "$XN_DAEMON" = floor ] && return 0
+	case $XN_DAEMON in floor | xsfloor) return 0 ;; esac
 	XC_WAIT_S=1 xc_wait "$4" xb_children_up "$1" "$3"
 }
 # xb_guest NAME N ARGS: forker or server-udp, max_clones N.
@@ -316,6 +325,15 @@ xb_seq() {
 		xc_fail "$XN_DAEMON-seq-forks-returned" "$_got of $n"
 	[ "$XB_VIF" = 0 ] && xb_window first s0 s1 1
 	xb_window seq s0 s2 "$n"
+	# Where the time goes: the xenstored's own log of the series' last
+	# requests (time-stamped: the last clone's requests, who sent them, and
+	# the gaps between them), after the window closed.
+	xb_xs_slice "$(cat /tmp/xb.s0.xs)" "$(cat /tmp/xb.s2.xs)" | grep -vE ' (coalesce|w notfired) ' |
+		tail -n "${XB_TRACE_LINES:-60}" | cut -c1-160 | sed "s/^/XC-LOG xs-trace $XN_DAEMON: /"
+	# With vifs: netback_clone's own attach time of each (xenwatch thread),
+	# the kernel's part of the devices stage.
+	[ "$XB_VIF" = 1 ] && dmesg | grep -o 'vif[0-9.]*: attached to cloned frontend .*' | tail -n "$n" |
+		sed "s/^/XC-LOG nbc-attach $XN_DAEMON: /"
 	[ "$XB_VIF" = 0 ] && xb_window rest s1 s2 $((n - 1))
 	xb_cleanup "$_before"
 }

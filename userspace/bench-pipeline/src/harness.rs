@@ -291,6 +291,7 @@ impl Harness {
                     leave_paused: false,
                     vif_timeout: s.vif_timeout,
                     garp: false,
+                    ..Options::default()
                 },
                 // Nephele's recommended `xencloned --cache` (the benchmark's
                 // setting; the request-count test also runs without it).

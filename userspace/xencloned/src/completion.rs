@@ -63,13 +63,14 @@ fn errno_of(e: &SourceError) -> Option<i32> {
     }
 }
 
-/// Completes clone `c` and unpauses its child. `retrying`: this is a
-/// repeated try after [`Outcome::Retry`].
+/// Completes clone `c` (its parent's hypercall stops waiting for it).
+/// `retrying`: this is a repeated try after [`Outcome::Retry`]. After
+/// [`Outcome::Done`] the caller calls [`finish`] (at once, or once the
+/// other clones it is setting up are completed: a parent waiting for a
+/// batch of children needs their completions, not their unpauses).
 pub fn complete(
     source: &mut dyn CloneSource,
-    hv: &mut dyn Hypervisor,
     c: &mut Clone,
-    leave_paused: bool,
     stats: &mut Stats,
     retrying: bool,
 ) -> Outcome {
@@ -125,8 +126,16 @@ pub fn complete(
         }
     };
     c.stage_done("completion");
-    let ok = c.ok();
-    if ok && completed && !leave_paused {
+    c.completed = completed;
+    c.completed_in = Some(Instant::now() - c.started);
+    Outcome::Done
+}
+
+/// After [`complete`]: unpauses the child of a successful clone (unless
+/// `leave_paused`), logs and records the clone.
+pub fn finish(hv: &mut dyn Hypervisor, c: &mut Clone, leave_paused: bool, stats: &mut Stats) {
+    let (p, ch, id) = (c.parent(), c.child(), c.entry.id);
+    if c.ok() && c.completed && !leave_paused {
         match hv.unpause(ch) {
             Ok(()) => c.stage_done("unpause"),
             Err(e) => {
@@ -137,7 +146,7 @@ pub fn complete(
         }
     }
     c.phase = Phase::Completed;
-    let latency = Instant::now() - c.started;
+    let latency = c.completed_in.unwrap_or_else(|| Instant::now() - c.started);
     if c.ok() {
         tracing::info!(
             parent = p,
@@ -170,5 +179,4 @@ pub fn complete(
         latency,
         stages: c.stages.clone(),
     });
-    Outcome::Done
 }

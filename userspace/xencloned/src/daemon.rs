@@ -135,6 +135,10 @@ pub struct Daemon {
     late_checked: Instant,
     /// Set up, waiting for the hypervisor to accept their completion.
     completing: Vec<Completing>,
+    /// Completed, not yet unpaused ([`Daemon::flush_unpauses`]): the
+    /// children of the entries handled in one wake-up are unpaused after
+    /// all of them are completed.
+    unpausing: Vec<Clone>,
     pub stats: Stats,
     stats_file: Option<PathBuf>,
     stats_dirty: bool,
@@ -142,6 +146,9 @@ pub struct Daemon {
     stats_written: Option<Instant>,
     epoll: Epoll,
     timer: TimerFd,
+    /// The timer ticks (every [`TICK`]) only while something is due on it
+    /// (see [`Daemon::arm_timer`]): an idle daemon is never woken.
+    timer_armed: bool,
     signal: Option<SignalFd>,
     stop: bool,
 }
@@ -224,12 +231,14 @@ impl Daemon {
             late: std::collections::VecDeque::new(),
             late_checked: Instant::now(),
             completing: Vec::new(),
+            unpausing: Vec::new(),
             stats,
             stats_file: cfg.stats_file,
             stats_dirty: true,
             stats_written: None,
             epoll,
             timer,
+            timer_armed: true,
             signal,
             stop: false,
         })
@@ -367,7 +376,69 @@ impl Daemon {
         self.trees.sync(&mut self.xs);
         self.stats.trees = self.trees.stats;
         self.finish_ready();
+        self.flush_unpauses();
+        self.arm_timer();
         Ok(())
+    }
+
+    /// Ticks the timer while a vif deadline, a late vif, a completion retry
+    /// or a stats write is pending; stops it otherwise (each tick is a
+    /// wake-up, which on a busy Dom0 competes with xenstored).
+    fn arm_timer(&mut self) {
+        let need = !self.clones.is_empty()
+            || !self.late.is_empty()
+            || !self.completing.is_empty()
+            || self.stats_dirty;
+        if need == self.timer_armed {
+            return;
+        }
+        let r = if need {
+            self.timer.set(
+                Expiration::Interval(TimeSpec::from_duration(TICK)),
+                TimerSetTimeFlags::empty(),
+            )
+        } else {
+            self.timer.unset()
+        };
+        match r {
+            Ok(()) => self.timer_armed = need,
+            Err(e) => tracing::warn!("timerfd: {e}"),
+        }
+    }
+
+    /// Finishes the set-up of the clones completed since the last call
+    /// whose children wait for it ([`clone::finish_setup`]), then unpauses
+    /// (and records) them.
+    fn flush_unpauses(&mut self) {
+        let todo = std::mem::take(&mut self.unpausing);
+        for mut c in todo {
+            if let Some(parent) = c.post_setup.take()
+                && c.error.is_none()
+            {
+                let mut env = Env {
+                    xs: &mut self.xs,
+                    hv: &mut *self.hv,
+                    net: &mut *self.net,
+                    opts: &mut self.opts,
+                    trees: &mut self.trees,
+                };
+                if let Err(e) = clone::finish_setup(&mut env, &mut c, &parent) {
+                    tracing::error!(
+                        "{e} (after the completion: child {} left paused)",
+                        c.child()
+                    );
+                    c.fail(e.to_string());
+                }
+            }
+            crate::completion::finish(
+                &mut *self.hv,
+                &mut c,
+                self.opts.leave_paused,
+                &mut self.stats,
+            );
+            self.stats_dirty = true;
+            self.after_completion(c);
+        }
     }
 
     fn on_signal(&mut self) {
@@ -806,14 +877,8 @@ impl Daemon {
                     VifState::WaitingOnline => {}
                 }
             }
-            let outcome = crate::completion::complete(
-                &mut *self.source,
-                &mut *self.hv,
-                &mut c,
-                self.opts.leave_paused,
-                &mut self.stats,
-                false,
-            );
+            let outcome =
+                crate::completion::complete(&mut *self.source, &mut c, &mut self.stats, false);
             self.stats_dirty = true;
             if outcome == Outcome::Retry {
                 self.completing.push(Completing {
@@ -823,7 +888,7 @@ impl Daemon {
                 });
                 continue;
             }
-            self.after_completion(c);
+            self.unpausing.push(c);
         }
     }
 
@@ -836,14 +901,8 @@ impl Daemon {
                 continue;
             }
             let mut p = self.completing.swap_remove(i);
-            let outcome = crate::completion::complete(
-                &mut *self.source,
-                &mut *self.hv,
-                &mut p.clone,
-                self.opts.leave_paused,
-                &mut self.stats,
-                true,
-            );
+            let outcome =
+                crate::completion::complete(&mut *self.source, &mut p.clone, &mut self.stats, true);
             self.stats_dirty = true;
             if outcome == Outcome::Retry {
                 p.delay = (p.delay * 2).min(RETRY_MAX);
@@ -851,7 +910,7 @@ impl Daemon {
                 // Not due again in this pass: `next` is in the future.
                 self.completing.push(p);
             } else {
-                self.after_completion(p.clone);
+                self.unpausing.push(p.clone);
             }
         }
     }

@@ -111,6 +111,20 @@ pub trait Hypervisor {
         dst_dom: u16,
         dst_mfn: u64,
     ) -> Result<(), HvError>;
+    /// Copies pages of `src_dom` to pages of `dst_dom`, `(src_mfn,
+    /// dst_mfn)` each. Privcmd maps all the pages of a domain at once (one
+    /// mmap, one ioctl, one munmap per domain instead of per page).
+    fn copy_pages(
+        &mut self,
+        src_dom: u16,
+        dst_dom: u16,
+        pages: &[(u64, u64)],
+    ) -> Result<(), HvError> {
+        for (s, d) in pages {
+            self.copy_page(src_dom, *s, dst_dom, *d)?;
+        }
+        Ok(())
+    }
     /// `XEN_DOMCTL_unpausedomain`.
     fn unpause(&mut self, domid: u16) -> Result<(), HvError>;
 }
@@ -226,15 +240,16 @@ pub struct Privcmd {
     version: Option<u32>,
 }
 
-/// A foreign page mapped into our address space; unmapped on drop.
+/// Foreign pages mapped into our address space; unmapped on drop.
 struct Mapping {
     addr: *mut libc::c_void,
+    len: usize,
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: `addr` came from a successful mmap of PAGE_SIZE bytes.
-        unsafe { libc::munmap(self.addr, PAGE_SIZE) };
+        // SAFETY: `addr` came from a successful mmap of `len` bytes.
+        unsafe { libc::munmap(self.addr, self.len) };
     }
 }
 
@@ -254,14 +269,22 @@ impl Privcmd {
     }
 
     fn map(&self, domid: u16, mfn: u64, writable: bool) -> Result<Mapping, HvError> {
-        let err = |source| HvError::Map { domid, mfn, source };
+        self.map_n(domid, &[mfn], writable)
+    }
+
+    /// Maps `mfns` of `domid`, in order, in one VMA (one mmap and one
+    /// `MMAPBATCH_V2`).
+    fn map_n(&self, domid: u16, mfns: &[u64], writable: bool) -> Result<Mapping, HvError> {
+        let mfn = mfns.first().copied().unwrap_or_default();
+        let err = |mfn, source| HvError::Map { domid, mfn, source };
+        let len = PAGE_SIZE * mfns.len().max(1);
         let prot = libc::PROT_READ | if writable { libc::PROT_WRITE } else { 0 };
         // SAFETY: mapping privcmd reserves a VMA for the foreign page; the
         // result is checked.
         let addr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                PAGE_SIZE,
+                len,
                 prot,
                 libc::MAP_SHARED,
                 self.file.as_raw_fd(),
@@ -269,13 +292,13 @@ impl Privcmd {
             )
         };
         if addr == libc::MAP_FAILED {
-            return Err(err(io::Error::last_os_error()));
+            return Err(err(mfn, io::Error::last_os_error()));
         }
-        let m = Mapping { addr };
-        let arr = [mfn];
-        let mut errs = [0i32; 1];
+        let m = Mapping { addr, len };
+        let arr = mfns.to_vec();
+        let mut errs = vec![0i32; mfns.len()];
         let mut batch = PrivcmdMmapbatchV2 {
-            num: 1,
+            num: mfns.len() as u32,
             dom: domid,
             addr: addr as u64,
             arr: arr.as_ptr(),
@@ -291,10 +314,10 @@ impl Privcmd {
             )
         };
         if r < 0 {
-            return Err(err(io::Error::last_os_error()));
+            return Err(err(mfn, io::Error::last_os_error()));
         }
-        if errs[0] != 0 {
-            return Err(err(io::Error::from_raw_os_error(-errs[0])));
+        if let Some((i, e)) = errs.iter().enumerate().find(|(_, e)| **e != 0) {
+            return Err(err(mfns[i], io::Error::from_raw_os_error(-e)));
         }
         Ok(m)
     }
@@ -389,6 +412,29 @@ impl Hypervisor for Privcmd {
         // SAFETY: two distinct live mappings of PAGE_SIZE bytes each.
         unsafe {
             std::ptr::copy_nonoverlapping(src.addr as *const u8, dst.addr as *mut u8, PAGE_SIZE)
+        };
+        Ok(())
+    }
+
+    fn copy_pages(
+        &mut self,
+        src_dom: u16,
+        dst_dom: u16,
+        pages: &[(u64, u64)],
+    ) -> Result<(), HvError> {
+        if pages.is_empty() {
+            return Ok(());
+        }
+        let (s, d): (Vec<u64>, Vec<u64>) = pages.iter().copied().unzip();
+        let src = self.map_n(src_dom, &s, false)?;
+        let dst = self.map_n(dst_dom, &d, true)?;
+        // SAFETY: two distinct live mappings of `pages.len()` pages each.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.addr as *const u8,
+                dst.addr as *mut u8,
+                PAGE_SIZE * pages.len(),
+            )
         };
         Ok(())
     }

@@ -142,6 +142,12 @@ struct RunArgs {
     /// hypervisor; exercises start-up, notify, signals and shutdown.
     #[arg(long, hide = true)]
     simulate: bool,
+    /// Benchmark only: the XS_CLONE floor. Per clone only the XS_CLONEs of
+    /// the basic and console trees and XS_INTRODUCE (pipelined), then the
+    /// completion: no page copy, no fix-up, no vif, children left paused.
+    /// Needs XS_CLONE (oxenstored).
+    #[arg(long, hide = true, conflicts_with_all = ["adopt_only", "deep_copy"])]
+    bench_xs_floor: bool,
     /// sysfs root (tests).
     #[arg(long, value_name = "PATH", default_value = "/sys", hide = true)]
     sysfs: PathBuf,
@@ -433,10 +439,12 @@ fn run(
     let cfg = Config {
         opts: Options {
             mode,
-            skip_io: a.no_io,
-            leave_paused: a.paused,
+            skip_io: a.no_io || a.bench_xs_floor,
+            leave_paused: a.paused || a.bench_xs_floor,
             vif_timeout: Duration::from_millis(a.vif_timeout_ms),
             garp: a.garp,
+            xs_floor: a.bench_xs_floor,
+            xs_clone_confirmed: false,
         },
         cache: !a.no_cache,
         stats_file: Some(a.stats_file.clone()),

@@ -19,6 +19,8 @@ pub struct ParentVif {
     pub bridge: Option<String>,
     pub mac: Option<String>,
     pub ip: Option<String>,
+    /// `/libxl/<p>/device/vif/<devid>` exists (cloned with the vif).
+    pub has_libxl: bool,
 }
 
 /// Everything the pipeline needs about a parent.
@@ -179,9 +181,14 @@ pub fn read_parent(
             Some(h) => num(domid, &paths::join(&backend, "handle"), &h)?,
             None => devid,
         };
+        let has_libxl = has_libxl
+            && xs
+                .exists(TxId::NONE, &paths::libxl_device_dir(domid, "vif", devid))
+                .map_err(|source| ParentError::Xs { domid, source })?;
         vifs.push(ParentVif {
             devid,
             handle,
+            has_libxl,
             bridge: opt(xs, domid, &paths::join(&backend, "bridge"))?,
             mac: opt(xs, domid, &paths::join(&backend, "mac"))?,
             ip: opt(xs, domid, &paths::join(&backend, "ip"))?,

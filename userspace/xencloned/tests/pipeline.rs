@@ -358,6 +358,7 @@ fn opts(mode: XsMode) -> Options {
         leave_paused: false,
         vif_timeout: Duration::from_secs(5),
         garp: false,
+        ..Options::default()
     }
 }
 
@@ -1053,16 +1054,29 @@ fn full_pipeline_xs_clone_mode_nephele_dialect() {
     assert_eq!(
         sent,
         vec![
+            // The home first, then the vif's frontend and backend (netback
+            // starts attaching while the rest is sent), libxl, console.
             "3 9 1 /local/domain/3 /local/domain/9",
+            "3 9 3 /local/domain/3/device/vif/0 /local/domain/9/device/vif/0",
+            "3 9 3 /local/domain/0/backend/vif/3/0 /local/domain/0/backend/vif/9/0",
             "3 9 1 /libxl/3 /libxl/9",
+            "3 9 3 /libxl/3/device/vif/0 /libxl/9/device/vif/0",
             "3 9 2 /local/domain/3/console /local/domain/9/console",
             "3 9 2 /local/domain/0/backend/console/3/0 /local/domain/0/backend/console/9/0",
             "3 9 2 /libxl/3/device/console/0 /libxl/9/device/console/0",
-            "3 9 3 /local/domain/3/device/vif/0 /local/domain/9/device/vif/0",
-            "3 9 3 /local/domain/0/backend/vif/3/0 /local/domain/0/backend/vif/9/0",
-            "3 9 3 /libxl/3/device/vif/0 /libxl/9/device/vif/0",
         ]
     );
+    // A second clone pipelines all its requests (the first XS_CLONE went
+    // alone): same trees, same order.
+    h.push(2, 10, 0);
+    h.run_until_completed(2);
+    assert_eq!(h.hv.unpaused(), vec![9, 10]);
+    let n = h
+        .proxy
+        .as_ref()
+        .map(|p| p.clones.lock().expect("lock").len())
+        .unwrap_or_default();
+    assert_eq!(n, 16, "8 XS_CLONEs per clone");
     let mut c = h.client();
     // The stale parent MFNs XS_CLONE copies are fixed up by the daemon.
     assert_eq!(
@@ -1083,7 +1097,10 @@ fn full_pipeline_xs_clone_mode_nephele_dialect() {
         vec![
             "master vif9.0 bond0",
             "up vif9.0",
-            "arp vif9.0 10.8.0.1 10.8.0.3"
+            "arp vif9.0 10.8.0.1 10.8.0.3",
+            "master vif10.0 bond0",
+            "up vif10.0",
+            "arp vif10.0 10.8.0.1 10.8.0.3"
         ],
         "enslave while down, up, then the gratuitous ARP"
     );

@@ -205,6 +205,68 @@ impl std::fmt::Display for Probe {
     }
 }
 
+/// One request of a [`Client::pipeline`], built by the `*_req` functions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub op: Op,
+    pub tx: TxId,
+    pub payload: Vec<u8>,
+    /// For errors and logs.
+    pub path: String,
+}
+
+impl Request {
+    /// `XS_WRITE` of a string value.
+    pub fn write_str(tx: TxId, path: &str, value: &str) -> Result<Request> {
+        let payload =
+            wire::write_payload(path, value.as_bytes()).map_err(|source| Error::Wire {
+                op: Op::Write,
+                path: path.into(),
+                source,
+            })?;
+        Ok(Request {
+            op: Op::Write,
+            tx,
+            payload,
+            path: path.into(),
+        })
+    }
+
+    /// Nephele's `XS_CLONE` (outside any transaction).
+    pub fn clone_tree(
+        parent: u16,
+        child: u16,
+        op: CloneOp,
+        parent_path: &str,
+        child_path: &str,
+    ) -> Result<Request> {
+        let payload =
+            wire::clone_payload(parent, child, op, parent_path, child_path).map_err(|source| {
+                Error::Wire {
+                    op: Op::Clone,
+                    path: parent_path.into(),
+                    source,
+                }
+            })?;
+        Ok(Request {
+            op: Op::Clone,
+            tx: TxId::NONE,
+            payload,
+            path: parent_path.into(),
+        })
+    }
+
+    /// `XS_INTRODUCE` (Nephele's optional 4th field: the parent domid).
+    pub fn introduce(domid: u16, mfn: u64, port: u32, parent: Option<u16>) -> Request {
+        Request {
+            op: Op::Introduce,
+            tx: TxId::NONE,
+            payload: wire::introduce_payload(domid, mfn, port, parent),
+            path: format!("domain {domid}"),
+        }
+    }
+}
+
 impl Client {
     pub fn connect(endpoint: &Endpoint, dialect: Dialect) -> Result<Client> {
         let err = |source| Error::Connect {
@@ -355,6 +417,96 @@ impl Client {
             self.drain_decoder();
             return Ok(m);
         }
+    }
+
+    /// Sends every request of `reqs` in ONE write, before reading any
+    /// reply, then reads their replies (xenstored serves one connection's
+    /// requests in order, each with its `req_id`): one round trip, and one
+    /// wake-up of xenstored and of the caller, for the lot instead of one
+    /// each. Requests must not depend on an earlier one's reply (a later
+    /// request is served after an earlier one, whatever its answer).
+    /// Returns each request's outcome in order; the outer error is the
+    /// connection's (I/O, wire), after which the connection is unusable.
+    /// Watch events received meanwhile are queued.
+    pub fn pipeline(&mut self, reqs: &[Request]) -> Result<Vec<Result<Vec<u8>>>> {
+        let mut bytes = Vec::new();
+        let first = self.next_req;
+        for r in reqs {
+            let ty = self.dialect.code(r.op).ok_or(Error::Unsupported {
+                op: r.op,
+                dialect: self.dialect,
+            })?;
+            let req_id = self.next_req;
+            self.next_req = self.next_req.wrapping_add(1);
+            let m = RawMsg {
+                ty,
+                req_id,
+                tx_id: r.tx.0,
+                payload: r.payload.clone(),
+            }
+            .encode()
+            .map_err(|source| Error::Wire {
+                op: r.op,
+                path: r.path.clone(),
+                source,
+            })?;
+            bytes.extend_from_slice(&m);
+        }
+        let Some(r0) = reqs.first() else {
+            return Ok(Vec::new());
+        };
+        self.transport
+            .write_all(&bytes)
+            .map_err(|source| Error::Io {
+                op: r0.op,
+                path: r0.path.clone(),
+                source,
+            })?;
+        let mut out: Vec<Option<Result<Vec<u8>>>> = (0..reqs.len()).map(|_| None).collect();
+        let mut left = reqs.len();
+        while left > 0 {
+            // The first request still unanswered names a read error.
+            let pending = out.iter().position(Option::is_none).unwrap_or(0);
+            let (op, path) = (reqs[pending].op, reqs[pending].path.clone());
+            let m = self.read_msg(op, &path)?;
+            if self.dialect.op(m.ty) == Some(Op::WatchEvent) {
+                match wire::parse_watch_event(&m.payload) {
+                    Ok(ev) => self.events.push_back(ev),
+                    Err(e) => tracing::warn!("dropping malformed watch event: {e}"),
+                }
+                continue;
+            }
+            let i = m.req_id.wrapping_sub(first) as usize;
+            if i >= reqs.len() || out[i].is_some() {
+                return Err(Error::Unexpected {
+                    op,
+                    path,
+                    ty: m.ty,
+                    req_id: m.req_id,
+                });
+            }
+            let r = &reqs[i];
+            out[i] = Some(match wire::classify(self.dialect, m) {
+                Ok(Reply::Ok(p)) => Ok(p),
+                Ok(Reply::Err(errno)) => Err(Error::Xs {
+                    op: r.op,
+                    path: r.path.clone(),
+                    errno,
+                }),
+                Ok(Reply::Event(_)) => unreachable_event(r.op, &r.path),
+                Err(source) => Err(Error::Wire {
+                    op: r.op,
+                    path: r.path.clone(),
+                    source,
+                }),
+            });
+            left -= 1;
+        }
+        self.drain_decoder();
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every reply read"))
+            .collect())
     }
 
     /// One request; returns the success payload or the Xenstore errno.

@@ -32,7 +32,7 @@ pub mod snapshot;
 pub mod testing;
 pub mod wire;
 
-pub use client::{Client, Endpoint, TxId};
+pub use client::{Client, Endpoint, Request, TxId};
 pub use error::{Error, Result};
 pub use perms::{Access, Perm, Perms};
 pub use wire::{CloneOp, Dialect, Op, WatchEvent};

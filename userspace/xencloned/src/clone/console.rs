@@ -1,6 +1,6 @@
 //! Stage 3: the console — page copy, frontend, backend and libxl dirs.
 
-use super::{Clone, CloneError, CopyItem, Env, StageError};
+use super::{Clone, CloneError, CopyItem, Env};
 use crate::hypervisor::StartInfo;
 use crate::parent::ParentInfo;
 use ::xenstore::{CloneOp, paths};
@@ -68,23 +68,6 @@ pub fn copy_console_page(
             .map_err(|e| c.err("console page", e))?;
     }
     Ok(())
-}
-
-/// Console page and dirs (`XS_CLONE` mode; deep copy makes the dirs with
-/// the other trees).
-pub fn clone_console(
-    env: &mut Env<'_>,
-    c: &mut Clone,
-    parent: &ParentInfo,
-    child_si: &StartInfo,
-) -> Result<(), CloneError> {
-    if !parent.has_console {
-        return Ok(());
-    }
-    copy_console_page(env, c, parent, child_si)?;
-    let items = console_items(parent, c.child(), child_si)
-        .map_err(|e| c.err("console", StageError::Refused(e)))?;
-    super::copy_items(env, c, "console", &items)
 }
 
 #[cfg(test)]

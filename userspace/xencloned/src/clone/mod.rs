@@ -53,6 +53,17 @@ pub struct Options {
     pub vif_timeout: Duration,
     /// Send an ARP request (gateway → guest) through each connected vif.
     pub garp: bool,
+    /// Benchmark only (`--bench-xs-floor`): per clone, only the requests no
+    /// `XS_CLONE` daemon can do without (the `XS_CLONE`s of the basic and
+    /// console trees and `XS_INTRODUCE`, pipelined), no page copy, no
+    /// fix-up, no vif, no unpause: the lowest Dom0 overhead of cloning
+    /// through `XS_CLONE`.
+    pub xs_floor: bool,
+    /// xenstored has answered an `XS_CLONE` of ours with success: later
+    /// clones pipeline all their requests (the first one goes alone, so a
+    /// daemon without `XS_CLONE` is found out before anything else is
+    /// sent; see [`xs_clone_items`]).
+    pub xs_clone_confirmed: bool,
 }
 
 impl Default for Options {
@@ -63,6 +74,8 @@ impl Default for Options {
             leave_paused: false,
             vif_timeout: Duration::from_millis(DEFAULT_VIF_TIMEOUT_MS),
             garp: false,
+            xs_floor: false,
+            xs_clone_confirmed: false,
         }
     }
 }
@@ -146,6 +159,14 @@ pub struct Clone {
     /// `XS_CLONE` destinations this clone asked for, in order (made, found
     /// made on a re-delivered entry, or failed): what [`rollback`] removes.
     pub xs_dests: Vec<XsDest>,
+    /// The completion went through (or the module had auto-completed the
+    /// entry): the child may be unpaused.
+    pub completed: bool,
+    /// Notification read → completion (what the parent waited for).
+    pub completed_in: Option<Duration>,
+    /// `XS_CLONE` mode, no vif: the rest of the child's set-up, done after
+    /// its completion and before its unpause ([`finish_setup`]).
+    pub post_setup: Option<ParentInfo>,
 }
 
 /// One `XS_CLONE` destination of a clone.
@@ -167,6 +188,9 @@ impl Clone {
             error: None,
             phase: Phase::Cloning,
             xs_dests: Vec::new(),
+            completed: false,
+            completed_in: None,
+            post_setup: None,
         }
     }
 
@@ -366,25 +390,30 @@ fn run_stages(
     if io {
         vif::check_masters(env, c, &parent)?;
     }
+    if !io {
+        tracing::debug!(child = c.child(), "I/O cloning skipped");
+    }
+    if env.opts.mode == XsMode::XsClone && xenstore::clone_all_xs(env, c, &parent, io)? {
+        c.stage_done("xenstore");
+        // Every tree of the child exists. A clone without vifs is complete
+        // now: the rest waits for its completion. With vifs the completion
+        // waits for netback, which attaches meanwhile.
+        if io && !env.opts.xs_floor && !parent.vifs.is_empty() {
+            finish_setup(env, c, &parent)?;
+            for v in &parent.vifs {
+                vif::add_slot(env, c, v);
+            }
+        } else {
+            c.post_setup = Some(parent);
+        }
+        return Ok(());
+    }
     let child_si = env
         .hv
         .start_info(c.child(), c.entry.child_start_info_mfn)
         .map_err(|e| c.err("child start_info", e))?;
     c.stage_done("child_start_info");
     xenstore::copy_store_page(env, c, &parent, &child_si)?;
-    if !io {
-        tracing::debug!(child = c.child(), "I/O cloning skipped");
-    }
-    if env.opts.mode == XsMode::XsClone && xenstore::clone_domain_xs(env, c, &parent, &child_si)? {
-        c.stage_done("xenstore");
-        console::clone_console(env, c, &parent, &child_si)?;
-        c.stage_done("console");
-        if io {
-            vif::clone_vifs(env, c, &parent)?;
-            c.stage_done("vif_xenstore");
-        }
-        return Ok(());
-    }
     // Deep copy: the child is introduced first (C xenstored refuses
     // permissions naming a domain it does not know), then every tree of the
     // clone is made in ONE transaction: basic, console, vifs (frontends
@@ -413,6 +442,89 @@ fn run_stages(
         c.stage_done("vif_xenstore");
     }
     Ok(())
+}
+
+/// `XS_CLONE` mode, once every tree of the child exists: what the child
+/// needs before it runs but its parent does not wait for — the child's
+/// start_info (privcmd), its ring pages ([`copy_ring_pages`]), the stale
+/// MFNs `XS_CLONE` copied (`store/ring-ref`, `console/ring-ref`) fixed up,
+/// and `XS_INTRODUCE` last (xenstored serves the child's ring from then on;
+/// xenconsoled, woken by `@introduceDomain`, finds the console whole), the
+/// Xenstore requests in one pipeline. Done right away for a clone with
+/// vifs (netback attaches meanwhile), after the completion otherwise (the
+/// daemon, before the unpause). `--bench-xs-floor`: the introduction only.
+pub fn finish_setup(
+    env: &mut Env<'_>,
+    c: &mut Clone,
+    parent: &ParentInfo,
+) -> Result<(), CloneError> {
+    use ::xenstore::{Request, TxId};
+    let (p, ch) = (c.parent(), c.child());
+    let child_si = env
+        .hv
+        .start_info(ch, c.entry.child_start_info_mfn)
+        .map_err(|e| c.err("child start_info", e))?;
+    c.stage_done("child_start_info");
+    let mut reqs = Vec::new();
+    if !env.opts.xs_floor {
+        copy_ring_pages(env, c, parent, &child_si)?;
+        c.stage_done("pages");
+        let io = !(env.opts.skip_io || parent.skip_network);
+        let items = xenstore::xs_clone_order(parent, ch, &child_si, io)
+            .map_err(|e| c.err("console", StageError::Refused(e)))?;
+        for (stage, it) in &items {
+            for (rel, v) in &it.overrides {
+                let path = ::xenstore::paths::join(&it.dst, rel);
+                reqs.push((
+                    *stage,
+                    Request::write_str(TxId::NONE, &path, v).map_err(|e| c.err(stage, e))?,
+                ));
+            }
+        }
+    }
+    if child_si.store_mfn == 0 {
+        tracing::warn!(
+            child = ch,
+            "no Xenstore MFN (no hypervisor access): not introducing"
+        );
+    } else if !(c.redelivered() && env.xs.is_domain_introduced(ch).unwrap_or(false)) {
+        reqs.push((
+            "introduce",
+            Request::introduce(ch, child_si.store_mfn, parent.store_port, Some(p)),
+        ));
+    }
+    let (stages, reqs): (Vec<&'static str>, Vec<Request>) = reqs.into_iter().unzip();
+    let answers = env.xs.pipeline(&reqs).map_err(|e| c.err("introduce", e))?;
+    let failed = stages
+        .iter()
+        .zip(answers)
+        .find_map(|(s, r)| r.err().map(|e| (*s, e)));
+    c.stage_done("introduce");
+    match failed {
+        Some((stage, e)) => Err(c.err(stage, e)),
+        None => Ok(()),
+    }
+}
+
+/// The parent's Xenstore and console ring pages (indices and pending
+/// data) into the child's, before xenstored and xenconsoled serve it: one
+/// mapping of each domain's pages.
+fn copy_ring_pages(
+    env: &mut Env<'_>,
+    c: &Clone,
+    parent: &ParentInfo,
+    child_si: &crate::hypervisor::StartInfo,
+) -> Result<(), CloneError> {
+    let mut pages = Vec::new();
+    if parent.start_info.store_mfn != 0 && child_si.store_mfn != 0 {
+        pages.push((parent.start_info.store_mfn, child_si.store_mfn));
+    }
+    if parent.has_console && parent.start_info.console_mfn != 0 && child_si.console_mfn != 0 {
+        pages.push((parent.start_info.console_mfn, child_si.console_mfn));
+    }
+    env.hv
+        .copy_pages(parent.domid, c.child(), &pages)
+        .map_err(|e| c.err("ring pages", e))
 }
 
 /// One subtree to clone.
@@ -472,7 +584,7 @@ pub fn xs_clone_items(
             ours,
         });
         match r {
-            Ok(()) => {}
+            Ok(()) => env.opts.xs_clone_confirmed = true,
             Err(e) if e.is_eexist() && redelivered => {
                 tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
             }

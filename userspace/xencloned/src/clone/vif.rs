@@ -11,7 +11,7 @@ use std::time::Instant;
 
 /// The three dirs of one vif, in order (pure).
 pub fn vif_items(parent: u16, child: u16, v: &ParentVif) -> Vec<CopyItem> {
-    vec![
+    let mut items = vec![
         CopyItem {
             op: CloneOp::DevVif,
             src: v.frontend.clone(),
@@ -28,15 +28,19 @@ pub fn vif_items(parent: u16, child: u16, v: &ParentVif) -> Vec<CopyItem> {
             mark_cloned: true,
             optional: false,
         },
-        CopyItem {
+    ];
+    // Whether it exists is part of the parent's description: no request.
+    if v.has_libxl {
+        items.push(CopyItem {
             op: CloneOp::DevVif,
             src: paths::libxl_device_dir(parent, "vif", v.devid),
             dst: paths::libxl_device_dir(child, "vif", v.devid),
             overrides: vec![],
             mark_cloned: false,
-            optional: true,
-        },
-    ]
+            optional: false,
+        });
+    }
+    items
 }
 
 /// Why a vif's master cannot take clones, if it cannot (pure).
@@ -90,16 +94,6 @@ pub fn check_masters(
         Some(why) => Err(c.err("vif", StageError::Refused(why))),
         None => Ok(()),
     }
-}
-
-/// Each vif's dirs (`XS_CLONE` mode), then its slot.
-pub fn clone_vifs(env: &mut Env<'_>, c: &mut Clone, parent: &ParentInfo) -> Result<(), CloneError> {
-    for v in &parent.vifs {
-        let items = vif_items(parent.domid, c.child(), v);
-        super::copy_items(env, c, "vif", &items)?;
-        add_slot(env, c, v);
-    }
-    Ok(())
 }
 
 /// The clone's slot for parent vif `v`, whose dirs exist: waits for
@@ -437,6 +431,7 @@ mod tests {
             bridge: Some("bond0".into()),
             mac: None,
             ip: None,
+            has_libxl: true,
         };
         let items = vif_items(3, 9, &v);
         let pairs: Vec<(&str, &str)> = items
@@ -461,7 +456,16 @@ mod tests {
             items.iter().map(|i| i.mark_cloned).collect::<Vec<_>>(),
             vec![false, true, false]
         );
-        assert!(items[2].optional && !items[0].optional && !items[1].optional);
+        assert!(items.iter().all(|i| !i.optional), "no exists request");
+        let no_libxl = vif_items(
+            3,
+            9,
+            &ParentVif {
+                has_libxl: false,
+                ..v
+            },
+        );
+        assert_eq!(no_libxl.len(), 2, "no libxl dir in the parent: none cloned");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Stage 2: the domain's own trees (`/local/domain/<c>`, `/libxl/<c>`),
 //! the Xenstore interface page and `XS_INTRODUCE`.
 
-use super::{Clone, CloneError, CopyItem, Env};
+use super::{Clone, CloneError, CopyItem, Env, StageError};
 use crate::hypervisor::StartInfo;
 use crate::parent::ParentInfo;
 use ::xenstore::{CloneOp, paths};
@@ -57,21 +57,124 @@ pub fn copy_store_page(
     Ok(())
 }
 
-/// Nephele's order: `XS_CLONE` of the basic trees, then `XS_INTRODUCE`.
-/// `Ok(false)`: xenstored refused `XS_CLONE` before anything changed; the
-/// mode is deep copy now (the caller introduces and deep-copies).
-pub fn clone_domain_xs(
+/// Most requests sent in one [`::xenstore::Client::pipeline`] (a parent
+/// with many vifs is sent in several).
+pub const PIPELINE_MAX: usize = 32;
+
+/// The trees of a clone in the order their `XS_CLONE`s are sent (pure):
+/// the domain's home first (everything else of the child goes below or
+/// beside it, and `XS_CLONE` refuses an existing destination), then each
+/// vif's frontend and backend (the backend's watch starts netback's
+/// attach, the longest part of a clone with vifs, so it starts while the
+/// rest is sent; the frontend first: netback's probe checks it exists),
+/// then `/libxl/<c>` and the vifs' libxl dirs below it, then the console's
+/// dirs. Each with the stage named in errors.
+pub fn xs_clone_order(
+    parent: &ParentInfo,
+    child: u16,
+    child_si: &StartInfo,
+    io: bool,
+) -> Result<Vec<(&'static str, CopyItem)>, String> {
+    let basic = basic_items(parent, child, child_si);
+    let vifs: Vec<Vec<CopyItem>> = if io {
+        parent
+            .vifs
+            .iter()
+            .map(|v| super::vif::vif_items(parent.domid, child, v))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let console = if parent.has_console {
+        super::console::console_items(parent, child, child_si)?
+    } else {
+        Vec::new()
+    };
+    let mut out = Vec::new();
+    let mut basic = basic.into_iter();
+    out.extend(basic.next().map(|i| ("xenstore basic", i)));
+    for v in &vifs {
+        out.extend(v.iter().take(2).cloned().map(|i| ("vif", i)));
+    }
+    out.extend(basic.map(|i| ("xenstore basic", i)));
+    for v in &vifs {
+        out.extend(v.iter().skip(2).cloned().map(|i| ("vif", i)));
+    }
+    out.extend(console.into_iter().map(|i| ("console", i)));
+    Ok(out)
+}
+
+/// `XS_CLONE` mode: the `XS_CLONE` of every tree of the clone
+/// ([`xs_clone_order`]), sent at once ([`::xenstore::Client::pipeline`]):
+/// one round trip to xenstored instead of one per tree. Every request is
+/// sent whatever an earlier one answers; every destination is recorded in
+/// `c.xs_dests`, and the first failure is returned (the caller rolls back).
+/// What the parent does not wait for (the child's pages, the MFN fix-ups,
+/// `XS_INTRODUCE`) is [`super::finish_setup`]'s. The first `XS_CLONE` of
+/// the daemon goes alone ([`super::xs_clone_items`]): a xenstored without
+/// `XS_CLONE` answers it before anything else is sent. `Ok(false)`: it did;
+/// the mode is deep copy now. `--bench-xs-floor`: no vif.
+pub fn clone_all_xs(
     env: &mut Env<'_>,
     c: &mut Clone,
     parent: &ParentInfo,
-    child_si: &StartInfo,
+    io: bool,
 ) -> Result<bool, CloneError> {
-    let items = basic_items(parent, c.child(), child_si);
-    if !super::xs_clone_items(env, c, "xenstore basic", &items)? {
-        return Ok(false);
+    use ::xenstore::{Request, TxId};
+    // No MFN here: the fix-ups are written by finish_setup.
+    let no_mfns = StartInfo::default();
+    let items = xs_clone_order(parent, c.child(), &no_mfns, io && !env.opts.xs_floor)
+        .map_err(|e| c.err("console", StageError::Refused(e)))?;
+    let mut first = 0;
+    if !env.opts.xs_clone_confirmed && !items.is_empty() {
+        let (stage, it) = &items[0];
+        if !super::xs_clone_items(env, c, stage, std::slice::from_ref(it))? {
+            return Ok(false);
+        }
+        first = 1;
     }
-    introduce(env, c, parent, child_si)?;
-    Ok(true)
+    let (p, ch, redelivered) = (c.parent(), c.child(), c.redelivered());
+    let mut sent: Vec<usize> = Vec::new();
+    let mut reqs: Vec<Request> = Vec::new();
+    for (i, (stage, it)) in items.iter().enumerate().skip(first) {
+        if it.optional
+            && !env
+                .xs
+                .exists(TxId::NONE, &it.src)
+                .map_err(|e| c.err(stage, e))?
+        {
+            continue;
+        }
+        reqs.push(
+            Request::clone_tree(p, ch, it.op, &it.src, &it.dst).map_err(|e| c.err(stage, e))?,
+        );
+        sent.push(i);
+    }
+    let mut failure: Option<CloneError> = None;
+    for (idx, chunk) in sent.chunks(PIPELINE_MAX).zip(reqs.chunks(PIPELINE_MAX)) {
+        let answers = env.xs.pipeline(chunk).map_err(|e| c.err("xenstore", e))?;
+        for (i, r) in idx.iter().zip(answers) {
+            let (stage, it) = &items[*i];
+            let eexist = r.as_ref().is_err_and(|e| e.is_eexist());
+            c.xs_dests.push(super::XsDest {
+                path: it.dst.clone(),
+                ours: r.is_ok() || (redelivered && eexist),
+            });
+            match r {
+                Ok(_) => {}
+                Err(_) if eexist && redelivered => {
+                    tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
+                }
+                Err(e) => {
+                    failure.get_or_insert_with(|| c.err(stage, e));
+                }
+            }
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(true),
+    }
 }
 
 /// `XS_INTRODUCE` of the child (Nephele's 4th field: the parent).
