@@ -164,9 +164,9 @@ pub struct Clone {
     pub completed: bool,
     /// Notification read → completion (what the parent waited for).
     pub completed_in: Option<Duration>,
-    /// `XS_CLONE` mode, no vif: the rest of the child's set-up, done after
-    /// its completion and before its unpause ([`finish_setup`]).
-    pub post_setup: Option<ParentInfo>,
+    /// `XS_CLONE` mode, no vif: the child's `XS_INTRODUCE`, sent after its
+    /// completion and before its unpause (see `clone::xenstore::clone_all_xs`).
+    pub introduce: Option<::xenstore::Request>,
 }
 
 /// One `XS_CLONE` destination of a clone.
@@ -190,7 +190,7 @@ impl Clone {
             xs_dests: Vec::new(),
             completed: false,
             completed_in: None,
-            post_setup: None,
+            introduce: None,
         }
     }
 
@@ -390,30 +390,34 @@ fn run_stages(
     if io {
         vif::check_masters(env, c, &parent)?;
     }
-    if !io {
-        tracing::debug!(child = c.child(), "I/O cloning skipped");
-    }
-    if env.opts.mode == XsMode::XsClone && xenstore::clone_all_xs(env, c, &parent, io)? {
-        c.stage_done("xenstore");
-        // Every tree of the child exists. A clone without vifs is complete
-        // now: the rest waits for its completion. With vifs the completion
-        // waits for netback, which attaches meanwhile.
-        if io && !env.opts.xs_floor && !parent.vifs.is_empty() {
-            finish_setup(env, c, &parent)?;
-            for v in &parent.vifs {
-                vif::add_slot(env, c, v);
-            }
-        } else {
-            c.post_setup = Some(parent);
-        }
-        return Ok(());
-    }
     let child_si = env
         .hv
         .start_info(c.child(), c.entry.child_start_info_mfn)
         .map_err(|e| c.err("child start_info", e))?;
     c.stage_done("child_start_info");
-    xenstore::copy_store_page(env, c, &parent, &child_si)?;
+    if !io {
+        tracing::debug!(child = c.child(), "I/O cloning skipped");
+    }
+    if env.opts.mode == XsMode::XsClone {
+        // Both pages before any request: the child is introduced (and
+        // xenconsoled maps its console) by the last request of the
+        // pipeline.
+        if !env.opts.xs_floor {
+            copy_ring_pages(env, c, &parent, &child_si)?;
+            c.stage_done("pages");
+        }
+        if xenstore::clone_all_xs(env, c, &parent, &child_si, io)? {
+            c.stage_done("xenstore");
+            if io {
+                for v in &parent.vifs {
+                    vif::add_slot(env, c, v);
+                }
+            }
+            return Ok(());
+        }
+    } else {
+        xenstore::copy_store_page(env, c, &parent, &child_si)?;
+    }
     // Deep copy: the child is introduced first (C xenstored refuses
     // permissions naming a domain it does not know), then every tree of the
     // clone is made in ONE transaction: basic, console, vifs (frontends
@@ -442,68 +446,6 @@ fn run_stages(
         c.stage_done("vif_xenstore");
     }
     Ok(())
-}
-
-/// `XS_CLONE` mode, once every tree of the child exists: what the child
-/// needs before it runs but its parent does not wait for — the child's
-/// start_info (privcmd), its ring pages ([`copy_ring_pages`]), the stale
-/// MFNs `XS_CLONE` copied (`store/ring-ref`, `console/ring-ref`) fixed up,
-/// and `XS_INTRODUCE` last (xenstored serves the child's ring from then on;
-/// xenconsoled, woken by `@introduceDomain`, finds the console whole), the
-/// Xenstore requests in one pipeline. Done right away for a clone with
-/// vifs (netback attaches meanwhile), after the completion otherwise (the
-/// daemon, before the unpause). `--bench-xs-floor`: the introduction only.
-pub fn finish_setup(
-    env: &mut Env<'_>,
-    c: &mut Clone,
-    parent: &ParentInfo,
-) -> Result<(), CloneError> {
-    use ::xenstore::{Request, TxId};
-    let (p, ch) = (c.parent(), c.child());
-    let child_si = env
-        .hv
-        .start_info(ch, c.entry.child_start_info_mfn)
-        .map_err(|e| c.err("child start_info", e))?;
-    c.stage_done("child_start_info");
-    let mut reqs = Vec::new();
-    if !env.opts.xs_floor {
-        copy_ring_pages(env, c, parent, &child_si)?;
-        c.stage_done("pages");
-        let io = !(env.opts.skip_io || parent.skip_network);
-        let items = xenstore::xs_clone_order(parent, ch, &child_si, io)
-            .map_err(|e| c.err("console", StageError::Refused(e)))?;
-        for (stage, it) in &items {
-            for (rel, v) in &it.overrides {
-                let path = ::xenstore::paths::join(&it.dst, rel);
-                reqs.push((
-                    *stage,
-                    Request::write_str(TxId::NONE, &path, v).map_err(|e| c.err(stage, e))?,
-                ));
-            }
-        }
-    }
-    if child_si.store_mfn == 0 {
-        tracing::warn!(
-            child = ch,
-            "no Xenstore MFN (no hypervisor access): not introducing"
-        );
-    } else if !(c.redelivered() && env.xs.is_domain_introduced(ch).unwrap_or(false)) {
-        reqs.push((
-            "introduce",
-            Request::introduce(ch, child_si.store_mfn, parent.store_port, Some(p)),
-        ));
-    }
-    let (stages, reqs): (Vec<&'static str>, Vec<Request>) = reqs.into_iter().unzip();
-    let answers = env.xs.pipeline(&reqs).map_err(|e| c.err("introduce", e))?;
-    let failed = stages
-        .iter()
-        .zip(answers)
-        .find_map(|(s, r)| r.err().map(|e| (*s, e)));
-    c.stage_done("introduce");
-    match failed {
-        Some((stage, e)) => Err(c.err(stage, e)),
-        None => Ok(()),
-    }
 }
 
 /// The parent's Xenstore and console ring pages (indices and pending

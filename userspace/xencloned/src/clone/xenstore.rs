@@ -104,26 +104,42 @@ pub fn xs_clone_order(
     Ok(out)
 }
 
-/// `XS_CLONE` mode: the `XS_CLONE` of every tree of the clone
-/// ([`xs_clone_order`]), sent at once ([`::xenstore::Client::pipeline`]):
-/// one round trip to xenstored instead of one per tree. Every request is
+/// What one request of a clone's pipeline was.
+enum Step {
+    /// `XS_CLONE` of item `i`.
+    Clone(usize),
+    /// A fix-up written into item `i`'s new tree.
+    Override(usize, String),
+    Introduce,
+}
+
+/// `XS_CLONE` mode: every Xenstore request of a clone — the `XS_CLONE` of
+/// each tree ([`xs_clone_order`]), the fix-ups of the stale MFNs, and
+/// `XS_INTRODUCE` last — sent at once ([`::xenstore::Client::pipeline`]):
+/// one round trip to xenstored instead of one per request. The child is
+/// introduced last, once everything of it exists: xenconsoled (woken by
+/// `@introduceDomain`) then finds the console in one pass. A clone without
+/// vifs is complete once its trees exist: its `XS_INTRODUCE` is kept in
+/// `c.introduce` and sent by the daemon after the completion, before the
+/// unpause (the paused child needs its Xenstore connection only to run;
+/// the parent does not wait for xenstored mapping its ring, nor for
+/// xenconsoled's work on `@introduceDomain`). With vifs the completion
+/// waits for netback anyway, and the introduction goes with the rest. Every request is
 /// sent whatever an earlier one answers; every destination is recorded in
 /// `c.xs_dests`, and the first failure is returned (the caller rolls back).
-/// What the parent does not wait for (the child's pages, the MFN fix-ups,
-/// `XS_INTRODUCE`) is [`super::finish_setup`]'s. The first `XS_CLONE` of
-/// the daemon goes alone ([`super::xs_clone_items`]): a xenstored without
-/// `XS_CLONE` answers it before anything else is sent. `Ok(false)`: it did;
-/// the mode is deep copy now. `--bench-xs-floor`: no vif.
+/// The first `XS_CLONE` of the daemon goes alone ([`super::xs_clone_items`]):
+/// a xenstored without `XS_CLONE` answers it before anything else is sent.
+/// `Ok(false)`: it did; the mode is deep copy now.
 pub fn clone_all_xs(
     env: &mut Env<'_>,
     c: &mut Clone,
     parent: &ParentInfo,
+    child_si: &StartInfo,
     io: bool,
 ) -> Result<bool, CloneError> {
     use ::xenstore::{Request, TxId};
-    // No MFN here: the fix-ups are written by finish_setup.
-    let no_mfns = StartInfo::default();
-    let items = xs_clone_order(parent, c.child(), &no_mfns, io && !env.opts.xs_floor)
+    let floor = env.opts.xs_floor;
+    let items = xs_clone_order(parent, c.child(), child_si, io && !floor)
         .map_err(|e| c.err("console", StageError::Refused(e)))?;
     let mut first = 0;
     if !env.opts.xs_clone_confirmed && !items.is_empty() {
@@ -134,8 +150,7 @@ pub fn clone_all_xs(
         first = 1;
     }
     let (p, ch, redelivered) = (c.parent(), c.child(), c.redelivered());
-    let mut sent: Vec<usize> = Vec::new();
-    let mut reqs: Vec<Request> = Vec::new();
+    let mut steps: Vec<(Step, Request)> = Vec::new();
     for (i, (stage, it)) in items.iter().enumerate().skip(first) {
         if it.optional
             && !env
@@ -145,28 +160,84 @@ pub fn clone_all_xs(
         {
             continue;
         }
-        reqs.push(
-            Request::clone_tree(p, ch, it.op, &it.src, &it.dst).map_err(|e| c.err(stage, e))?,
+        let r = Request::clone_tree(p, ch, it.op, &it.src, &it.dst).map_err(|e| c.err(stage, e))?;
+        steps.push((Step::Clone(i), r));
+        if floor {
+            continue;
+        }
+        for (rel, v) in &it.overrides {
+            let path = ::xenstore::paths::join(&it.dst, rel);
+            let r = Request::write_str(TxId::NONE, &path, v).map_err(|e| c.err(stage, e))?;
+            steps.push((Step::Override(i, path), r));
+        }
+    }
+    if child_si.store_mfn == 0 {
+        tracing::warn!(
+            child = ch,
+            "no Xenstore MFN (no hypervisor access): not introducing"
         );
-        sent.push(i);
+    } else if !(redelivered && env.xs.is_domain_introduced(ch).unwrap_or(false)) {
+        let r = Request::introduce(ch, child_si.store_mfn, parent.store_port, Some(p));
+        let vifs = io && !floor && !parent.vifs.is_empty();
+        if vifs {
+            steps.push((Step::Introduce, r));
+        } else {
+            c.introduce = Some(r);
+        }
     }
     let mut failure: Option<CloneError> = None;
-    for (idx, chunk) in sent.chunks(PIPELINE_MAX).zip(reqs.chunks(PIPELINE_MAX)) {
-        let answers = env.xs.pipeline(chunk).map_err(|e| c.err("xenstore", e))?;
-        for (i, r) in idx.iter().zip(answers) {
-            let (stage, it) = &items[*i];
-            let eexist = r.as_ref().is_err_and(|e| e.is_eexist());
-            c.xs_dests.push(super::XsDest {
-                path: it.dst.clone(),
-                ours: r.is_ok() || (redelivered && eexist),
-            });
-            match r {
-                Ok(_) => {}
-                Err(_) if eexist && redelivered => {
-                    tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
+    // The answer to each item's XS_CLONE (whether it failed with EEXIST).
+    let mut eexist = vec![false; items.len()];
+    for chunk in steps.chunks(PIPELINE_MAX) {
+        let reqs: Vec<Request> = chunk.iter().map(|(_, r)| r.clone()).collect();
+        let answers = env.xs.pipeline(&reqs).map_err(|e| c.err("xenstore", e))?;
+        for ((step, _), r) in chunk.iter().zip(answers) {
+            match step {
+                Step::Clone(i) => {
+                    let (stage, it) = &items[*i];
+                    eexist[*i] = r.as_ref().is_err_and(|e| e.is_eexist());
+                    c.xs_dests.push(super::XsDest {
+                        path: it.dst.clone(),
+                        ours: r.is_ok() || (redelivered && eexist[*i]),
+                    });
+                    match r {
+                        Ok(_) => {}
+                        Err(e) if e.is_eexist() && redelivered => {
+                            tracing::info!(child = ch, path = %it.dst, "already cloned (re-delivered entry)");
+                        }
+                        Err(e) => {
+                            failure.get_or_insert_with(|| c.err(stage, e));
+                        }
+                    }
                 }
-                Err(e) => {
-                    failure.get_or_insert_with(|| c.err(stage, e));
+                Step::Override(i, path) => {
+                    let (stage, _) = &items[*i];
+                    match r {
+                        // Written below a tree the XS_CLONE did not make
+                        // (it failed): the write made the node and its
+                        // parents; a rollback removes them.
+                        Ok(_)
+                            if !eexist[*i]
+                                && !c
+                                    .xs_dests
+                                    .iter()
+                                    .any(|d| d.ours && d.path == items[*i].1.dst) =>
+                        {
+                            c.xs_dests.push(super::XsDest {
+                                path: path.clone(),
+                                ours: true,
+                            });
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            failure.get_or_insert_with(|| c.err(stage, e));
+                        }
+                    }
+                }
+                Step::Introduce => {
+                    if let Err(e) = r {
+                        failure.get_or_insert_with(|| c.err("introduce", e));
+                    }
                 }
             }
         }
