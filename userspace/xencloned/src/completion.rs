@@ -127,7 +127,6 @@ pub fn complete(
     };
     c.stage_done("completion");
     c.completed = completed;
-    c.completed_in = Some(Instant::now() - c.started);
     Outcome::Done
 }
 
@@ -146,7 +145,7 @@ pub fn finish(hv: &mut dyn Hypervisor, c: &mut Clone, leave_paused: bool, stats:
         }
     }
     c.phase = Phase::Completed;
-    let latency = c.completed_in.unwrap_or_else(|| Instant::now() - c.started);
+    let latency = Instant::now() - c.started;
     if c.ok() {
         tracing::info!(
             parent = p,

@@ -406,41 +406,9 @@ impl Daemon {
         }
     }
 
-    /// Introduces the children whose `XS_INTRODUCE` waited for their
-    /// completion (one pipeline for all), then unpauses (and records) the
-    /// clones completed since the last call.
+    /// Unpauses (and records) the clones completed since the last call.
     fn flush_unpauses(&mut self) {
-        let mut todo = std::mem::take(&mut self.unpausing);
-        let idx: Vec<usize> = (0..todo.len())
-            .filter(|i| todo[*i].introduce.is_some() && todo[*i].error.is_none())
-            .collect();
-        for chunk in idx.chunks(clone::xenstore::PIPELINE_MAX) {
-            let reqs: Vec<xenstore::Request> = chunk
-                .iter()
-                .filter_map(|i| todo[*i].introduce.clone())
-                .collect();
-            let answers = self.xs.pipeline(&reqs);
-            for (k, i) in chunk.iter().enumerate() {
-                let c = &mut todo[*i];
-                let r = match &answers {
-                    Ok(a) => a[k].as_ref().map(drop).map_err(ToString::to_string),
-                    Err(e) => Err(e.to_string()),
-                };
-                if let Err(e) = r {
-                    tracing::error!(
-                        parent = c.parent(),
-                        child = c.child(),
-                        id = c.entry.id,
-                        "introduce after completion failed: {e}; child {} left paused",
-                        c.child()
-                    );
-                    c.fail(format!("introduce: {e}"));
-                }
-                c.stage_done("introduce");
-            }
-        }
-        for mut c in todo {
-            c.introduce = None;
+        for mut c in std::mem::take(&mut self.unpausing) {
             crate::completion::finish(
                 &mut *self.hv,
                 &mut c,

@@ -162,11 +162,6 @@ pub struct Clone {
     /// The completion went through (or the module had auto-completed the
     /// entry): the child may be unpaused.
     pub completed: bool,
-    /// Notification read → completion (what the parent waited for).
-    pub completed_in: Option<Duration>,
-    /// `XS_CLONE` mode, no vif: the child's `XS_INTRODUCE`, sent after its
-    /// completion and before its unpause (see `clone::xenstore::clone_all_xs`).
-    pub introduce: Option<::xenstore::Request>,
 }
 
 /// One `XS_CLONE` destination of a clone.
@@ -189,8 +184,6 @@ impl Clone {
             phase: Phase::Cloning,
             xs_dests: Vec::new(),
             completed: false,
-            completed_in: None,
-            introduce: None,
         }
     }
 

@@ -118,13 +118,7 @@ enum Step {
 /// `XS_INTRODUCE` last — sent at once ([`::xenstore::Client::pipeline`]):
 /// one round trip to xenstored instead of one per request. The child is
 /// introduced last, once everything of it exists: xenconsoled (woken by
-/// `@introduceDomain`) then finds the console in one pass. A clone without
-/// vifs is complete once its trees exist: its `XS_INTRODUCE` is kept in
-/// `c.introduce` and sent by the daemon after the completion, before the
-/// unpause (the paused child needs its Xenstore connection only to run;
-/// the parent does not wait for xenstored mapping its ring, nor for
-/// xenconsoled's work on `@introduceDomain`). With vifs the completion
-/// waits for netback anyway, and the introduction goes with the rest. Every request is
+/// `@introduceDomain`) then finds the console in one pass. Every request is
 /// sent whatever an earlier one answers; every destination is recorded in
 /// `c.xs_dests`, and the first failure is returned (the caller rolls back).
 /// The first `XS_CLONE` of the daemon goes alone ([`super::xs_clone_items`]):
@@ -177,13 +171,10 @@ pub fn clone_all_xs(
             "no Xenstore MFN (no hypervisor access): not introducing"
         );
     } else if !(redelivered && env.xs.is_domain_introduced(ch).unwrap_or(false)) {
-        let r = Request::introduce(ch, child_si.store_mfn, parent.store_port, Some(p));
-        let vifs = io && !floor && !parent.vifs.is_empty();
-        if vifs {
-            steps.push((Step::Introduce, r));
-        } else {
-            c.introduce = Some(r);
-        }
+        steps.push((
+            Step::Introduce,
+            Request::introduce(ch, child_si.store_mfn, parent.store_port, Some(p)),
+        ));
     }
     let mut failure: Option<CloneError> = None;
     // The answer to each item's XS_CLONE (whether it failed with EEXIST).
