@@ -600,7 +600,9 @@ fn main() {
     let i0 = match info(&fd) {
         Ok(i) if i.flags & XEN_CLONE_INFO_SIMULATED != 0 => i,
         Ok(_) => {
-            println!("Bail out! the device is not on the simulated hypervisor (load xen_clone_sim)");
+            println!(
+                "Bail out! the device is not on the simulated hypervisor (load xen_clone_sim)"
+            );
             std::process::exit(2);
         }
         Err(e) => {
