@@ -135,9 +135,8 @@ pub struct Daemon {
     late_checked: Instant,
     /// Set up, waiting for the hypervisor to accept their completion.
     completing: Vec<Completing>,
-    /// Completed, not yet unpaused ([`Daemon::flush_unpauses`]): the
-    /// children of the entries handled in one wake-up are unpaused after
-    /// all of them are completed.
+    /// Completed, not yet unpaused ([`Daemon::flush_unpauses`], right
+    /// after each completion).
     unpausing: Vec<Clone>,
     pub stats: Stats,
     stats_file: Option<PathBuf>,
@@ -867,7 +866,12 @@ impl Daemon {
                 });
                 continue;
             }
+            // Unpaused at once: a daemon killed between a completion and
+            // the unpause leaves a child nothing finishes (the module does
+            // not re-deliver a completed entry), so that window stays as
+            // short as two calls.
             self.unpausing.push(c);
+            self.flush_unpauses();
         }
     }
 
@@ -890,6 +894,7 @@ impl Daemon {
                 self.completing.push(p);
             } else {
                 self.unpausing.push(p.clone);
+                self.flush_unpauses();
             }
         }
     }
