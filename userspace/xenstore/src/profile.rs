@@ -10,10 +10,9 @@
 //! - the keys whose value comes from the parent: one `XS_READ` each, the
 //!   first time a parent clones (the tree is then kept, see
 //!   `xencloned::trees`); a key the parent lacks is left out;
-//! - the keys made empty for the child to write (`control/shutdown`): no
-//!   request;
-//! - subtrees read whole, permissions and all: `data` (what the guest
-//!   keeps there is its own, and its clone's), device subtrees
+//! - subtrees read whole, permissions and all, and copied only if the
+//!   parent has them: `data` (what the guest keeps there is its own, and
+//!   its clone's), `control/shutdown` (the domain's own), device subtrees
 //!   (`device/vif`: a backend needs every key its frontend wrote).
 //!
 //! Permissions follow the toolstack's layout rather than being read: a
@@ -83,7 +82,7 @@ pub const HOME: &[Key] = &[
     key("domid", Domid, Home),
     key("memory/static-max", Read, Home),
     key("memory/target", Read, Home),
-    key("control/shutdown", Empty, Domain),
+    key("control/shutdown", Subtree, Domain),
     key("data", Subtree, Domain),
     key("store/port", Read, Home),
     key("store/ring-ref", Read, Home),
@@ -303,7 +302,7 @@ mod tests {
             },
             &|rel| match rel {
                 "device/vif" => Some(vif.clone()),
-                "data" => Some(data.clone()),
+                "data" | "control/shutdown" => Some(data.clone()),
                 _ => None,
             },
         );

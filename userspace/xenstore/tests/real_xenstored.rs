@@ -818,8 +818,8 @@ fn profile_read_costs_one_request_a_key_and_leaves_out_what_is_missing() {
         .expect("the home exists");
     let reads = HOME.iter().filter(|k| k.source == Source::Read).count();
     // The root, one read a key, three a node of device/vif (vif, 0, mac),
-    // one for the absent data.
-    assert_eq!(served(&xs) - before, 1 + reads + 3 * 3 + 1);
+    // one each for the absent data and control/shutdown.
+    assert_eq!(served(&xs) - before, 1 + reads + 3 * 3 + 2);
     let val = |rel: &str| {
         t.get(rel)
             .map(|n| String::from_utf8_lossy(&n.value).into_owned())
