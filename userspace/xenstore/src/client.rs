@@ -712,16 +712,8 @@ impl Client {
         parent_path: &str,
         child_path: &str,
     ) -> Result<()> {
-        let p =
-            wire::clone_payload(parent, child, op, parent_path, child_path).map_err(|source| {
-                Error::Wire {
-                    op: Op::Clone,
-                    path: parent_path.into(),
-                    source,
-                }
-            })?;
-        self.request(Op::Clone, TxId::NONE, p, parent_path)
-            .map(drop)
+        let r = Request::clone_tree(parent, child, op, parent_path, child_path)?;
+        self.request(r.op, r.tx, r.payload, &r.path).map(drop)
     }
 
     pub fn transaction_start(&mut self) -> Result<TxId> {

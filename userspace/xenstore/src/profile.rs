@@ -49,8 +49,6 @@ pub enum Owner {
 pub enum Source {
     /// Read from the parent; left out if the parent has no such key.
     Read,
-    /// Made empty (no request).
-    Empty,
     /// The parent's domid (a clone rule rewrites it to the child's).
     Domid,
     /// The parent's whole subtree, permissions read too.
@@ -183,7 +181,6 @@ impl Profile {
         for k in self.keys {
             let node = match k.source {
                 Read => read(k.rel).map(|v| Node::new(v, self.perms(k.owner))),
-                Empty => Some(Node::new("", self.perms(k.owner))),
                 Domid => Some(Node::new(self.domid.to_string(), self.perms(k.owner))),
                 Subtree => subtree(k.rel),
             };
@@ -212,7 +209,7 @@ impl Profile {
             match k.source {
                 Read => values.push((k.rel, absent(c.read(tx, &path))?)),
                 Subtree => subtrees.push((k.rel, snapshot::read_tree(c, tx, &path)?)),
-                Empty | Domid => {}
+                Domid => {}
             }
         }
         let find = |rel: &str| {
