@@ -5,6 +5,7 @@
 
 use crate::abi;
 use crate::device::{Config, Device};
+use crate::file::Runtime;
 use crate::hv::Hypervisor;
 use kernel::{debugfs, prelude::*, sync::Arc};
 
@@ -70,4 +71,43 @@ impl<H: Hypervisor> Debugfs<H> {
             _dir: dir,
         })
     }
+}
+
+/// `/dev/xen/clone`, registered for a device.
+pub(crate) type Registered<H> = Pin<KBox<Runtime<H>>>;
+
+/// What a module serves once `device`'s ring is enabled (`entries_num` entries):
+/// `/dev/xen/clone` registered, the debugfs files ([`Debugfs::new`] with `more`), the ring
+/// logged (`what` ends the line), and what the hypervisor produced so far drained. If the
+/// registration fails the device is shut down (the first steps of the module's teardown) and
+/// the error returned; debugfs is optional.
+pub(crate) fn serve<H: Hypervisor>(
+    device: &Arc<Device<H>>,
+    cfg: &Config,
+    entries_num: u64,
+    what: &str,
+    more: impl FnOnce(&debugfs::Dir, &mut KVec<DebugfsFile<H>>) -> Result,
+) -> Result<(Registered<H>, Option<Debugfs<H>>)> {
+    let runtime = match Runtime::new(device.clone()) {
+        Ok(r) => r,
+        Err(e) => {
+            pr_err!("cannot register /dev/xen/clone: {:?}\n", e);
+            device.shutdown();
+            return Err(e);
+        }
+    };
+    let debugfs = Debugfs::new(device, more)
+        .inspect_err(|e| pr_warn!("debugfs files unavailable: {:?}\n", e))
+        .ok();
+    pr_info!(
+        "ring of {} page(s), {} entries, flags {:#x}, orphan_timeout {}s{}\n",
+        cfg.ring_pages,
+        entries_num,
+        cfg.enable_flags,
+        cfg.orphan_timeout_s,
+        what,
+    );
+    // Anything produced before the device was served.
+    device.drain();
+    Ok((runtime, debugfs))
 }

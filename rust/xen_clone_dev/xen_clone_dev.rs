@@ -136,29 +136,15 @@ impl kernel::Module for XenCloneModule {
             pr_warn!("page_sharing_pool=1: Xen kept the page-sharing pool of an earlier enable (CLONEOP_disable does not free it) and refused a second one (-EBUSY); ring enabled without the flag, clones use the existing pool\n");
         }
 
-        let runtime = match Runtime::new(device.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                pr_err!("cannot register /dev/xen/clone: {:?}\n", e);
-                // The teardown of `Drop`, in the same order.
-                device.shutdown();
-                drop(virq);
-                return Err(e);
-            }
-        };
-        let debugfs = Debugfs::new(&device, |_, _| Ok(()))
-            .inspect_err(|e| pr_warn!("debugfs files unavailable: {:?}\n", e))
-            .ok();
-
-        pr_info!(
-            "ring of {} page(s), {} entries, flags {:#x}, orphan_timeout {}s\n",
-            cfg.ring_pages,
-            enabled.entries_num,
-            cfg.enable_flags,
-            cfg.orphan_timeout_s,
-        );
-        // Anything produced before the VIRQ was wired to the device.
-        device.drain();
+        let (runtime, debugfs) =
+            match common::serve(&device, &cfg, enabled.entries_num, "", |_, _| Ok(())) {
+                Ok(served) => served,
+                Err(e) => {
+                    // The teardown of `Drop`, in the same order: the device is shut down.
+                    drop(virq);
+                    return Err(e);
+                }
+            };
         Ok(Self {
             debugfs,
             runtime: Some(runtime),

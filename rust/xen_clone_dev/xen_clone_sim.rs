@@ -157,25 +157,13 @@ impl kernel::Module for XenCloneSim {
             pr_err!("{}\n", e);
             e.to_error()
         })?;
-        let runtime = match Runtime::new(device.clone()) {
-            Ok(r) => r,
-            Err(e) => {
-                pr_err!("cannot register /dev/xen/clone: {:?}\n", e);
-                device.shutdown();
-                return Err(e);
-            }
-        };
-        let debugfs = Debugfs::new(&device, |dir, files| sim_files(&device, dir, files))
-            .inspect_err(|e| pr_warn!("debugfs files unavailable: {:?}\n", e))
-            .ok();
-        pr_info!(
-            "ring of {} page(s), {} entries, flags {:#x}, orphan_timeout {}s (SIMULATED hypervisor: test only)\n",
-            cfg.ring_pages,
+        let (runtime, debugfs) = common::serve(
+            &device,
+            &cfg,
             enabled.entries_num,
-            cfg.enable_flags,
-            cfg.orphan_timeout_s,
-        );
-        device.drain();
+            " (SIMULATED hypervisor: test only)",
+            |dir, files| sim_files(&device, dir, files),
+        )?;
         Ok(Self {
             debugfs,
             runtime: Some(runtime),
