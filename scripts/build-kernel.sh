@@ -25,7 +25,7 @@ fi
 
 # --- source: pristine + our series, applied with git am --------------------
 GIT=(git -C "$src" -c user.name=xen-clone -c user.email=xen-clone@localhost -c advice.detachedHead=false)
-if ! "${GIT[@]}" rev-parse -q --verify xc-base >/dev/null; then
+if ! "${GIT[@]}" rev-parse -q --verify xc-base >/dev/null 2>&1; then
 	log "turning $src into a git tree (once, ~1 min)"
 	"${GIT[@]}" init -q
 	"${GIT[@]}" add -f -A . >/dev/null
