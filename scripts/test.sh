@@ -16,6 +16,7 @@ XEN_SCENARIOS=$(grep -v '^#' "$XC_ROOT/tests/xen/suite.list")
 NEPHELE_RUNS=$(grep -v '^#' "$XC_ROOT/tests/nephele/suite.list" | awk 'NF { print $1 "-" $2 }')
 ALL_STAGES="build lint cargo kunit $(for s in $NEPHELE_RUNS; do printf 'nephele-%s ' "$s"; done)"
 ALL_STAGES+=" $(for s in $XEN_SCENARIOS; do printf 'xen-%s ' "$s"; done)"
+ALL_STAGES+=" series"
 STAGES=${XC_STAGES:-$ALL_STAGES}
 mkdir -p "$XC_RESULTS"
 passed=0 failed=0 summary=()
@@ -81,4 +82,7 @@ done 3< "$XC_ROOT/tests/nephele/suite.list"
 for s in $XEN_SCENARIOS; do
 	stage "xen-$s" "$XC_ROOT/tests/xen/run.sh" "$s"
 done
+# Last: it checks the kernel source out at every prefix of linux-patches/
+# (restored at the end) and builds each in a scratch copy of the kernel build.
+stage series "$XC_ROOT/scripts/check-series.sh"
 finish
