@@ -105,6 +105,8 @@ pub struct Client {
     next_req: u32,
     events: VecDeque<WatchEvent>,
     endpoint: Endpoint,
+    /// Writes of requests to xenstored so far: each is one round trip.
+    round_trips: u64,
 }
 
 /// How many times a transaction is retried on `EAGAIN`.
@@ -205,7 +207,12 @@ impl std::fmt::Display for Probe {
     }
 }
 
-/// One request of a [`Client::pipeline`], built by the `*_req` functions.
+/// Most requests sent in one [`Client::pipeline`]: their replies wait in
+/// xenstored until the whole lot is written, and xenstored bounds what a
+/// connection may have outstanding. Longer lists go in several.
+pub const PIPELINE_MAX: usize = 32;
+
+/// One request of a [`Client::pipeline`], built by its constructors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
     pub op: Op,
@@ -216,16 +223,38 @@ pub struct Request {
 }
 
 impl Request {
-    /// `XS_WRITE` of a string value.
-    pub fn write_str(tx: TxId, path: &str, value: &str) -> Result<Request> {
-        let payload =
-            wire::write_payload(path, value.as_bytes()).map_err(|source| Error::Wire {
-                op: Op::Write,
-                path: path.into(),
-                source,
-            })?;
+    /// `XS_WRITE`.
+    pub fn write(tx: TxId, path: &str, value: &[u8]) -> Result<Request> {
+        let payload = wire::write_payload(path, value).map_err(|source| Error::Wire {
+            op: Op::Write,
+            path: path.into(),
+            source,
+        })?;
         Ok(Request {
             op: Op::Write,
+            tx,
+            payload,
+            path: path.into(),
+        })
+    }
+
+    /// `XS_WRITE` of a string value.
+    pub fn write_str(tx: TxId, path: &str, value: &str) -> Result<Request> {
+        Request::write(tx, path, value.as_bytes())
+    }
+
+    /// `XS_SET_PERMS`.
+    pub fn set_perms(tx: TxId, path: &str, perms: &Perms) -> Result<Request> {
+        let strings = perms.to_strings();
+        let mut args: Vec<&str> = vec![path];
+        args.extend(strings.iter().map(String::as_str));
+        let payload = wire::args_payload(&args).map_err(|source| Error::Wire {
+            op: Op::SetPerms,
+            path: path.into(),
+            source,
+        })?;
+        Ok(Request {
+            op: Op::SetPerms,
             tx,
             payload,
             path: path.into(),
@@ -290,7 +319,14 @@ impl Client {
             next_req: 1,
             events: VecDeque::new(),
             endpoint: endpoint.clone(),
+            round_trips: 0,
         })
+    }
+
+    /// Round trips to xenstored so far: one per [`Client::request`] and
+    /// one per [`Client::pipeline`], however many requests it carries.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips
     }
 
     /// Bounds every blocking read (socket transport only; `None` = wait
@@ -305,6 +341,7 @@ impl Client {
     /// A client over an already connected stream (tests, socket activation).
     pub fn from_stream(stream: UnixStream, dialect: Dialect, endpoint: Endpoint) -> Client {
         Client {
+            round_trips: 0,
             transport: Transport::Unix(stream),
             decoder: Decoder::default(),
             dialect,
@@ -388,6 +425,7 @@ impl Client {
             path: path.into(),
             source,
         })?;
+        self.round_trips += 1;
         self.transport
             .write_all(&bytes)
             .map_err(|source| Error::Io {
@@ -455,6 +493,7 @@ impl Client {
         let Some(r0) = reqs.first() else {
             return Ok(Vec::new());
         };
+        self.round_trips += 1;
         self.transport
             .write_all(&bytes)
             .map_err(|source| Error::Io {
@@ -657,11 +696,8 @@ impl Client {
     }
 
     pub fn set_perms(&mut self, tx: TxId, path: &str, perms: &Perms) -> Result<()> {
-        let strings = perms.to_strings();
-        let mut args: Vec<&str> = vec![path];
-        args.extend(strings.iter().map(String::as_str));
-        let p = self.args(Op::SetPerms, path, &args)?;
-        self.request(Op::SetPerms, tx, p, path).map(drop)
+        let r = Request::set_perms(tx, path, perms)?;
+        self.request(r.op, tx, r.payload, path).map(drop)
     }
 
     pub fn watch(&mut self, path: &str, token: &str) -> Result<()> {

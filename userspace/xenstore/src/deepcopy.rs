@@ -24,7 +24,7 @@
 //! earlier one needs neither an existence check nor a `SET_PERMS` of its
 //! root when it inherits the right ones.
 
-use crate::client::{Client, TxId};
+use crate::client::{Client, PIPELINE_MAX, Request, TxId};
 use crate::error::{Error, Result};
 use crate::paths::{self, NodeRule};
 use crate::perms::Perms;
@@ -317,10 +317,20 @@ impl Batch {
         let d = desired(spec, src);
         let steps = plan(spec.dst, &d, inherited.as_ref());
         self.fresh = true;
-        for s in &steps {
-            match s {
-                Step::Write { path, value } => c.write(tx, path, value)?,
-                Step::SetPerms { path, perms } => c.set_perms(tx, path, perms)?,
+        // Pipelined: no step depends on an earlier one's answer (xenstored
+        // serves them in order, so a node's SET_PERMS follows the write
+        // that made it), and a failure fails the whole copy. One round trip
+        // per PIPELINE_MAX steps instead of one per step.
+        let reqs = steps
+            .iter()
+            .map(|s| match s {
+                Step::Write { path, value } => Request::write(tx, path, value),
+                Step::SetPerms { path, perms } => Request::set_perms(tx, path, perms),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for chunk in reqs.chunks(PIPELINE_MAX) {
+            for answer in c.pipeline(chunk)? {
+                answer?;
             }
         }
         // Parents the first write created below a node of this batch.

@@ -297,6 +297,59 @@ fn deep_copy_basic_rewrites_values_and_permissions() {
     assert!(!c.exists(TxId::NONE, "/local/domain/10").expect("exists"));
 }
 
+/// A deep copy's writes and permissions go to xenstored in one pipeline:
+/// one round trip for the existence probe of the destination and one for
+/// every `PIPELINE_MAX` requests, however many nodes, and the copy is
+/// exact.
+#[test]
+fn deep_copy_sends_its_writes_in_one_round_trip() {
+    let Some(xs) = Xenstored::start("deep_copy_sends_its_writes_in_one_round_trip") else {
+        return;
+    };
+    let mut c = xs.connect();
+    build_parent(&mut c);
+    let src = xenstore::snapshot::read_tree(&mut c, TxId::NONE, "/local/domain/3")
+        .expect("read")
+        .expect("parent exists");
+    let before = (c.round_trips(), served(&xs));
+    let tx = c.transaction_start().expect("tx");
+    let mut batch = xenstore::deepcopy::Batch::new();
+    let spec = CopySpec {
+        op: CloneOp::Basic,
+        parent: 3,
+        child: 9,
+        src: "/local/domain/3",
+        dst: "/local/domain/9",
+        overrides: &[],
+        mark_cloned: false,
+    };
+    let nodes = batch
+        .copy(&mut c, tx, &spec, &src, xenstore::deepcopy::Existing::Fail)
+        .expect("copy")
+        .expect("made");
+    let trips = c.round_trips() - before.0;
+    c.transaction_end(tx, true).expect("commit");
+    // Less the transaction's start and end, and the existence probe.
+    let steps = served(&xs) - before.1 - 3;
+    assert!(nodes >= 8, "copied {nodes} nodes");
+    assert!(
+        steps >= nodes / 2,
+        "{steps} writes and permissions for {nodes} nodes"
+    );
+    let pipelines = steps.div_ceil(xenstore::client::PIPELINE_MAX) as u64;
+    // The transaction's start, the probe, the pipelines.
+    assert_eq!(
+        trips,
+        2 + pipelines,
+        "{steps} requests in {trips} round trips"
+    );
+    assert_eq!(r(&mut c, "/local/domain/9/data/x"), "1");
+    let x = c
+        .get_perms(TxId::NONE, "/local/domain/9/data/x")
+        .expect("perms");
+    assert_eq!(x.to_strings(), vec!["n9", "r0"]);
+}
+
 #[test]
 fn deep_copy_vif_backend_marks_clone_in_one_transaction() {
     let Some(xs) = Xenstored::start("deep_copy_vif_backend_marks_clone_in_one_transaction") else {

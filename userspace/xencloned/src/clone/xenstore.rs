@@ -57,10 +57,6 @@ pub fn copy_store_page(
     Ok(())
 }
 
-/// Most requests sent in one [`::xenstore::Client::pipeline`] (a parent
-/// with many vifs is sent in several).
-pub const PIPELINE_MAX: usize = 32;
-
 /// The trees of a clone in the order their `XS_CLONE`s are sent (pure):
 /// the domain's home first (everything else of the child goes below or
 /// beside it, and `XS_CLONE` refuses an existing destination), then each
@@ -179,7 +175,7 @@ pub fn clone_all_xs(
     let mut failure: Option<CloneError> = None;
     // The answer to each item's XS_CLONE (whether it failed with EEXIST).
     let mut eexist = vec![false; items.len()];
-    for chunk in steps.chunks(PIPELINE_MAX) {
+    for chunk in steps.chunks(::xenstore::client::PIPELINE_MAX) {
         let reqs: Vec<Request> = chunk.iter().map(|(_, r)| r.clone()).collect();
         let answers = env.xs.pipeline(&reqs).map_err(|e| c.err("xenstore", e))?;
         for ((step, _), r) in chunk.iter().zip(answers) {
