@@ -23,7 +23,7 @@
 //! Counters and per-attach latencies are in `/sys/kernel/debug/netback_clone/`.
 
 use kernel::{
-    debugfs::{Dir, File},
+    debugfs::Scope,
     fmt,
     prelude::*,
     str::CString,
@@ -535,23 +535,16 @@ pub(crate) fn detach(be: &Backend<'_>) {
 struct NetbackClone {
     // Dropped in this order: no new attach, then the debugfs files.
     _registration: netback::Registration,
-    _stats: Pin<KBox<File<()>>>,
-    _attaches: Pin<KBox<File<()>>>,
-    _dir: Dir,
+    _debugfs: Pin<KBox<Scope<()>>>,
 }
 
 impl kernel::Module for NetbackClone {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let dir = Dir::new(c"netback_clone");
-        let stats = KBox::pin_init(
-            dir.read_callback_file(c"stats", (), &|(): &(), f: &mut fmt::Formatter<'_>| {
-                STATS.show(f)
-            }),
-            GFP_KERNEL,
-        )?;
-        let attaches = KBox::pin_init(
-            dir.read_callback_file(c"attaches", (), &|(): &(), f: &mut fmt::Formatter<'_>| {
-                STATS.show_recent(f)
+        // `/sys/kernel/debug/netback_clone/`: the files read the static `STATS`.
+        let debugfs = KBox::pin_init(
+            Scope::dir((), c"netback_clone", |data, dir| {
+                dir.read_callback_file(c"stats", data, &|(): &(), f| STATS.show(f));
+                dir.read_callback_file(c"attaches", data, &|(): &(), f| STATS.show_recent(f));
             }),
             GFP_KERNEL,
         )?;
@@ -562,9 +555,7 @@ impl kernel::Module for NetbackClone {
         );
         Ok(NetbackClone {
             _registration: registration,
-            _stats: stats,
-            _attaches: attaches,
-            _dir: dir,
+            _debugfs: debugfs,
         })
     }
 }

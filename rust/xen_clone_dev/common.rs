@@ -30,54 +30,31 @@ pub(crate) fn config() -> Result<Config> {
     Ok(cfg)
 }
 
-/// A debugfs file of the device.
-pub(crate) type DebugfsFile<H> = Pin<KBox<debugfs::File<Arc<Device<H>>>>>;
+/// The debugfs directory `/sys/kernel/debug/xen_clone/` of a device: one reference on the
+/// device that every file of the directory reads, and the directory, removed (before the
+/// reference is dropped) when this is dropped.
+pub(crate) type Debugfs<H> = Pin<KBox<debugfs::Scope<Arc<Device<H>>>>>;
 
-/// debugfs files (`/sys/kernel/debug/xen_clone/`); each holds a reference on the device.
-pub(crate) struct Debugfs<H: Hypervisor> {
-    _files: KVec<DebugfsFile<H>>,
-    _dir: debugfs::Dir,
-}
-
-impl<H: Hypervisor> Debugfs<H> {
-    /// `counters` and `state`, then what `more` adds.
-    pub(crate) fn new(
-        device: &Arc<Device<H>>,
-        more: impl FnOnce(&debugfs::Dir, &mut KVec<DebugfsFile<H>>) -> Result,
-    ) -> Result<Self> {
-        let dir = debugfs::Dir::new(c"xen_clone");
-        let mut files = KVec::new();
-        files.push(
-            KBox::pin_init(
-                dir.read_callback_file(c"counters", device.clone(), &|d: &Arc<Device<H>>, f| {
-                    d.fmt_counters(f)
-                }),
-                GFP_KERNEL,
-            )?,
-            GFP_KERNEL,
-        )?;
-        files.push(
-            KBox::pin_init(
-                dir.read_callback_file(c"state", device.clone(), &|d: &Arc<Device<H>>, f| {
-                    d.fmt_state(f)
-                }),
-                GFP_KERNEL,
-            )?,
-            GFP_KERNEL,
-        )?;
-        more(&dir, &mut files)?;
-        Ok(Self {
-            _files: files,
-            _dir: dir,
-        })
-    }
+/// Creates [`Debugfs`]: `counters` and `state`, then what `more` adds.
+fn debugfs<H: Hypervisor>(
+    device: &Arc<Device<H>>,
+    more: impl for<'data, 'dir> FnOnce(&'data Arc<Device<H>>, &'dir debugfs::ScopedDir<'data, 'dir>),
+) -> Result<Debugfs<H>> {
+    KBox::pin_init(
+        debugfs::Scope::dir(device.clone(), c"xen_clone", move |d, dir| {
+            dir.read_callback_file(c"counters", d, &|d: &Arc<Device<H>>, f| d.fmt_counters(f));
+            dir.read_callback_file(c"state", d, &|d: &Arc<Device<H>>, f| d.fmt_state(f));
+            more(d, dir);
+        }),
+        GFP_KERNEL,
+    )
 }
 
 /// `/dev/xen/clone`, registered for a device.
 pub(crate) type Registered<H> = Pin<KBox<Runtime<H>>>;
 
 /// What a module serves once `device`'s ring is enabled (`entries_num` entries):
-/// `/dev/xen/clone` registered, the debugfs files ([`Debugfs::new`] with `more`), the ring
+/// `/dev/xen/clone` registered, the debugfs files ([`Debugfs`], with what `more` adds), the ring
 /// logged (`what` ends the line), and what the hypervisor produced so far drained. If the
 /// registration fails the device is shut down (the first steps of the module's teardown) and
 /// the error returned; debugfs is optional.
@@ -86,7 +63,7 @@ pub(crate) fn serve<H: Hypervisor>(
     cfg: &Config,
     entries_num: u64,
     what: &str,
-    more: impl FnOnce(&debugfs::Dir, &mut KVec<DebugfsFile<H>>) -> Result,
+    more: impl for<'data, 'dir> FnOnce(&'data Arc<Device<H>>, &'dir debugfs::ScopedDir<'data, 'dir>),
 ) -> Result<(Registered<H>, Option<Debugfs<H>>)> {
     let runtime = match Runtime::new(device.clone()) {
         Ok(r) => r,
@@ -96,7 +73,7 @@ pub(crate) fn serve<H: Hypervisor>(
             return Err(e);
         }
     };
-    let debugfs = Debugfs::new(device, more)
+    let debugfs = debugfs(device, more)
         .inspect_err(|e| pr_warn!("debugfs files unavailable: {:?}\n", e))
         .ok();
     pr_info!(

@@ -137,7 +137,7 @@ impl kernel::Module for XenCloneModule {
         }
 
         let (runtime, debugfs) =
-            match common::serve(&device, &cfg, enabled.entries_num, "", |_, _| Ok(())) {
+            match common::serve(&device, &cfg, enabled.entries_num, "", |_, _| {}) {
                 Ok(served) => served,
                 Err(e) => {
                     // The teardown of `Drop`, in the same order: the device is shut down.

@@ -14,7 +14,7 @@
 //! hypercall waits until that returned, as a real parent does) and `sim_status` (the simulated
 //! hypervisor: completion window, backlog of children blocked on a full ring, completed ids).
 
-use kernel::{prelude::*, sync::Arc, uaccess::UserSliceReader};
+use kernel::{debugfs, prelude::*, sync::Arc, uaccess::UserSliceReader};
 
 mod abi;
 mod common;
@@ -31,7 +31,7 @@ mod tests;
 #[deny(unsafe_code)]
 mod tracker;
 
-use common::{Debugfs, DebugfsFile};
+use common::Debugfs;
 use device::Device;
 use ffi::RingMem;
 use file::Runtime;
@@ -118,28 +118,11 @@ fn sim_inject(device: &Arc<SimDevice>, r: &mut UserSliceReader) -> Result {
 }
 
 /// `sim_inject` and `sim_status`.
-fn sim_files(
-    device: &Arc<SimDevice>,
-    dir: &kernel::debugfs::Dir,
-    files: &mut KVec<DebugfsFile<Arc<SimHv>>>,
-) -> Result {
-    files.push(
-        KBox::pin_init(
-            dir.write_callback_file(c"sim_inject", device.clone(), &sim_inject),
-            GFP_KERNEL,
-        )?,
-        GFP_KERNEL,
-    )?;
-    files.push(
-        KBox::pin_init(
-            dir.read_callback_file(c"sim_status", device.clone(), &|d: &Arc<SimDevice>, f| {
-                d.hv().fmt_status(f)
-            }),
-            GFP_KERNEL,
-        )?,
-        GFP_KERNEL,
-    )?;
-    Ok(())
+fn sim_files<'data>(device: &'data Arc<SimDevice>, dir: &debugfs::ScopedDir<'data, '_>) {
+    dir.write_only_callback_file(c"sim_inject", device, &sim_inject);
+    dir.read_callback_file(c"sim_status", device, &|d: &Arc<SimDevice>, f| {
+        d.hv().fmt_status(f)
+    });
 }
 
 struct XenCloneSim {
@@ -162,7 +145,7 @@ impl kernel::Module for XenCloneSim {
             &cfg,
             enabled.entries_num,
             " (SIMULATED hypervisor: test only)",
-            |dir, files| sim_files(&device, dir, files),
+            sim_files,
         )?;
         Ok(Self {
             debugfs,
