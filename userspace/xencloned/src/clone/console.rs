@@ -1,6 +1,7 @@
-//! Stage 3: the console — page copy, frontend, backend and libxl dirs.
+//! Stage 3: the console — frontend, backend and libxl dirs (its ring page goes with the
+//! Xenstore page, in `copy_ring_pages`).
 
-use super::{Clone, CloneError, CopyItem, Env};
+use super::CopyItem;
 use crate::hypervisor::StartInfo;
 use crate::parent::ParentInfo;
 use ::xenstore::{CloneOp, paths};
@@ -48,26 +49,6 @@ pub fn console_items(
         });
     }
     Ok(items)
-}
-
-/// Copies the parent's console ring page into the child's.
-pub fn copy_console_page(
-    env: &mut Env<'_>,
-    c: &Clone,
-    parent: &ParentInfo,
-    child_si: &StartInfo,
-) -> Result<(), CloneError> {
-    if parent.has_console && parent.start_info.console_mfn != 0 && child_si.console_mfn != 0 {
-        env.hv
-            .copy_page(
-                parent.domid,
-                parent.start_info.console_mfn,
-                c.child(),
-                child_si.console_mfn,
-            )
-            .map_err(|e| c.err("console page", e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -391,32 +391,28 @@ fn run_stages(
     if !io {
         tracing::debug!(child = c.child(), "I/O cloning skipped");
     }
-    if env.opts.mode == XsMode::XsClone {
-        // Both pages before any request: the child is introduced (and
-        // xenconsoled maps its console) by the last request of the
-        // pipeline.
-        if !env.opts.xs_floor {
-            copy_ring_pages(env, c, &parent, &child_si)?;
-            c.stage_done("pages");
-        }
-        if xenstore::clone_all_xs(env, c, &parent, &child_si, io)? {
-            c.stage_done("xenstore");
-            if io {
-                for v in &parent.vifs {
-                    vif::add_slot(env, c, v);
-                }
+    // Both ring pages before any Xenstore request: xenstored serves the
+    // child once it is introduced, xenconsoled maps its console once the
+    // console's keys exist. (Not for the XS_CLONE floor, which measures
+    // the Xenstore requests alone.)
+    if !env.opts.xs_floor {
+        copy_ring_pages(env, c, &parent, &child_si)?;
+        c.stage_done("pages");
+    }
+    if env.opts.mode == XsMode::XsClone && xenstore::clone_all_xs(env, c, &parent, &child_si, io)? {
+        c.stage_done("xenstore");
+        if io {
+            for v in &parent.vifs {
+                vif::add_slot(env, c, v);
             }
-            return Ok(());
         }
-    } else {
-        xenstore::copy_store_page(env, c, &parent, &child_si)?;
+        return Ok(());
     }
     // Deep copy: the child is introduced first (C xenstored refuses
     // permissions naming a domain it does not know), then every tree of the
     // clone is made in ONE transaction: basic, console, vifs (frontends
     // before backends, all visible at once at the commit).
     xenstore::introduce(env, c, &parent, &child_si)?;
-    console::copy_console_page(env, c, &parent, &child_si)?;
     let mut items = xenstore::basic_items(&parent, c.child(), &child_si);
     if parent.has_console {
         items.extend(

@@ -36,27 +36,6 @@ pub fn basic_items(parent: &ParentInfo, child: u16, child_si: &StartInfo) -> Vec
     items
 }
 
-/// Ring indices and pending data of the parent's Xenstore page go to the
-/// child before xenstored starts serving it.
-pub fn copy_store_page(
-    env: &mut Env<'_>,
-    c: &Clone,
-    parent: &ParentInfo,
-    child_si: &StartInfo,
-) -> Result<(), CloneError> {
-    if parent.start_info.store_mfn != 0 && child_si.store_mfn != 0 {
-        env.hv
-            .copy_page(
-                parent.domid,
-                parent.start_info.store_mfn,
-                c.child(),
-                child_si.store_mfn,
-            )
-            .map_err(|e| c.err("xenstore page", e))?;
-    }
-    Ok(())
-}
-
 /// The trees of a clone in the order their `XS_CLONE`s are sent (pure):
 /// the domain's home first (everything else of the child goes below or
 /// beside it, and `XS_CLONE` refuses an existing destination), then each
