@@ -413,6 +413,7 @@ fn run_stages(
     // clone is made in ONE transaction: basic, console, vifs (frontends
     // before backends, all visible at once at the commit).
     xenstore::introduce(env, c, &parent, &child_si)?;
+    c.stage_done("introduce");
     let mut items = xenstore::basic_items(&parent, c.child(), &child_si);
     if parent.has_console {
         items.extend(
