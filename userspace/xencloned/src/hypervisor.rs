@@ -103,14 +103,6 @@ fn clone_op_hint(e: &io::Error) -> &'static str {
 pub trait Hypervisor {
     /// Reads a domain's start_info page (PV: the MFN from the clone entry).
     fn start_info(&mut self, domid: u16, mfn: u64) -> Result<StartInfo, HvError>;
-    /// Copies one page from (`src_dom`, `src_mfn`) to (`dst_dom`, `dst_mfn`).
-    fn copy_page(
-        &mut self,
-        src_dom: u16,
-        src_mfn: u64,
-        dst_dom: u16,
-        dst_mfn: u64,
-    ) -> Result<(), HvError>;
     /// Copies pages of `src_dom` to pages of `dst_dom`, `(src_mfn,
     /// dst_mfn)` each. Privcmd maps all the pages of a domain at once (one
     /// mmap, one ioctl, one munmap per domain instead of per page).
@@ -119,12 +111,7 @@ pub trait Hypervisor {
         src_dom: u16,
         dst_dom: u16,
         pages: &[(u64, u64)],
-    ) -> Result<(), HvError> {
-        for (s, d) in pages {
-            self.copy_page(src_dom, *s, dst_dom, *d)?;
-        }
-        Ok(())
-    }
+    ) -> Result<(), HvError>;
     /// `XEN_DOMCTL_unpausedomain`.
     fn unpause(&mut self, domid: u16) -> Result<(), HvError>;
 }
@@ -140,7 +127,7 @@ impl Hypervisor for NoHypervisor {
     fn start_info(&mut self, _domid: u16, _mfn: u64) -> Result<StartInfo, HvError> {
         Ok(StartInfo::default())
     }
-    fn copy_page(&mut self, _: u16, _: u64, _: u16, _: u64) -> Result<(), HvError> {
+    fn copy_pages(&mut self, _: u16, _: u16, _: &[(u64, u64)]) -> Result<(), HvError> {
         Ok(())
     }
     fn unpause(&mut self, domid: u16) -> Result<(), HvError> {
@@ -398,22 +385,6 @@ impl Hypervisor for Privcmd {
             mfn,
             source: io::Error::new(io::ErrorKind::InvalidData, "short start_info"),
         })
-    }
-
-    fn copy_page(
-        &mut self,
-        src_dom: u16,
-        src_mfn: u64,
-        dst_dom: u16,
-        dst_mfn: u64,
-    ) -> Result<(), HvError> {
-        let src = self.map(src_dom, src_mfn, false)?;
-        let dst = self.map(dst_dom, dst_mfn, true)?;
-        // SAFETY: two distinct live mappings of PAGE_SIZE bytes each.
-        unsafe {
-            std::ptr::copy_nonoverlapping(src.addr as *const u8, dst.addr as *mut u8, PAGE_SIZE)
-        };
-        Ok(())
     }
 
     fn copy_pages(

@@ -57,14 +57,9 @@ fn bad(domid: u16, mfn: u64) -> HvError {
     }
 }
 
-impl Hypervisor for FakeHypervisor {
-    fn start_info(&mut self, domid: u16, mfn: u64) -> Result<StartInfo, HvError> {
-        let l = self.0.lock().map_err(|_| bad(domid, mfn))?;
-        l.start_infos
-            .get(&(domid, mfn))
-            .copied()
-            .ok_or_else(|| bad(domid, mfn))
-    }
+impl FakeHypervisor {
+    /// One page of [`Hypervisor::copy_pages`]: recorded, then the
+    /// `after_copy` hook runs.
     fn copy_page(
         &mut self,
         src_dom: u16,
@@ -85,6 +80,27 @@ impl Hypervisor for FakeHypervisor {
         }
         if let (Some(h), Ok(mut l)) = (hook, self.0.lock()) {
             l.after_copy.get_or_insert(h);
+        }
+        Ok(())
+    }
+}
+
+impl Hypervisor for FakeHypervisor {
+    fn start_info(&mut self, domid: u16, mfn: u64) -> Result<StartInfo, HvError> {
+        let l = self.0.lock().map_err(|_| bad(domid, mfn))?;
+        l.start_infos
+            .get(&(domid, mfn))
+            .copied()
+            .ok_or_else(|| bad(domid, mfn))
+    }
+    fn copy_pages(
+        &mut self,
+        src_dom: u16,
+        dst_dom: u16,
+        pages: &[(u64, u64)],
+    ) -> Result<(), HvError> {
+        for (s, d) in pages {
+            self.copy_page(src_dom, *s, dst_dom, *d)?;
         }
         Ok(())
     }

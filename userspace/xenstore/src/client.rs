@@ -608,12 +608,8 @@ impl Client {
     }
 
     pub fn write(&mut self, tx: TxId, path: &str, value: &[u8]) -> Result<()> {
-        let p = wire::write_payload(path, value).map_err(|source| Error::Wire {
-            op: Op::Write,
-            path: path.into(),
-            source,
-        })?;
-        self.request(Op::Write, tx, p, path).map(drop)
+        let r = Request::write(tx, path, value)?;
+        self.request(r.op, tx, r.payload, path).map(drop)
     }
 
     pub fn write_str(&mut self, tx: TxId, path: &str, value: &str) -> Result<()> {
